@@ -1,0 +1,43 @@
+/*
+ * broker_internal.h - what the broker's own files share. Not for other modules.
+ */
+#ifndef SLUICE_BROKER_INTERNAL_H
+#define SLUICE_BROKER_INTERNAL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "broker/broker.h"
+#include "invoker/invoker.h"
+
+struct event_base;
+
+typedef struct br_api br_api;
+
+/*
+ * Starts the HTTP API (Lambda's REST paths, /metrics) on listen ("host:port"; port 0 picks
+ * one). inv is borrowed for the API's lifetime. On success returns 0, *out, and the address
+ * actually bound in bound ("127.0.0.1:34567"). Returns SL_EINVAL for a bad address, SL_EIO
+ * when the address cannot be bound.
+ */
+int br_api_start(struct event_base *base, const char *listen, inv_invoker *inv, br_api **out,
+                 char *bound, size_t boundsz);
+/* New requests get 503 ServiceException from now on; requests in flight finish. */
+void br_api_set_draining(br_api *api);
+/*
+ * Runs cb (once, from the loop) when every accepted request has been answered and its reply
+ * sent, or when deadline_s passes first (a client that vanished mid-reply). Used by draining.
+ */
+void br_api_when_idle(br_api *api, double deadline_s, void (*cb)(void *arg), void *arg);
+/* Closes the listener and every connection. NULL is a no-op. */
+void br_api_free(br_api *api);
+
+/*
+ * Writes the Lambda error shape: status, x-amzn-ErrorType: type, JSON body {"Type": "User" or
+ * "Service", "message": message} plus "Reason" when reason is not NULL.
+ */
+struct evhttp_request;
+void br_api_send_error(struct evhttp_request *req, int status, const char *type,
+                       const char *message, const char *reason);
+
+#endif

@@ -1,0 +1,232 @@
+"""Asynchronous Invoke: durable accept, retries, destinations, and survival of SIGKILL."""
+
+import json
+import re
+import signal
+import threading
+from pathlib import Path
+
+import pytest
+
+from sluice_testlib import http, invoke, runtime_path, wait_for
+
+
+def fn(name, runtime, handler, **extra):
+    d = {
+        "FunctionName": name,
+        "Command": [str(runtime_path(runtime))],
+        "Handler": handler,
+        "Timeout": 3,
+    }
+    d.update(extra)
+    return d
+
+
+def eic(retries=2, base=0.2, on_success=None, on_failure=None, max_age=3600):
+    d = {"MaximumRetryAttempts": retries, "MaximumEventAgeInSeconds": max_age,
+         "RetryBaseDelaySeconds": base}
+    dc = {}
+    if on_success:
+        dc["OnSuccess"] = {"Destination": on_success}
+    if on_failure:
+        dc["OnFailure"] = {"Destination": on_failure}
+    if dc:
+        d["DestinationConfig"] = dc
+    return d
+
+
+def jsonl(path):
+    p = Path(path)
+    if not p.exists():
+        return []
+    return [json.loads(line) for line in p.read_text().splitlines() if line.strip()]
+
+
+def test_async_success_goes_to_on_success(broker_factory, tmp_path):
+    ok = tmp_path / "ok.jsonl"
+    b = broker_factory({"Functions": [
+        fn("echo", "echo", "echo.handler", EventInvokeConfig=eic(on_success="file://%s" % ok)),
+    ]})
+    r = invoke(b, "echo", {"hello": "world"}, invocation_type="Event")
+    assert r.status == 202, r
+    assert r.body == b""
+    rid = r.headers["x-amzn-requestid"]
+    recs = wait_for(lambda: jsonl(ok), what="success record")
+    assert len(recs) == 1
+    rec = recs[0]
+    assert rec["version"] == "1.0"
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", rec["timestamp"])
+    ctx = rec["requestContext"]
+    assert ctx["requestId"] == rid
+    assert ctx["condition"] == "Success"
+    assert ctx["approximateInvokeCount"] == 1
+    assert ctx["functionArn"].endswith(":function:echo:$LATEST")
+    assert rec["requestPayload"] == {"hello": "world"}
+    assert rec["responseContext"]["statusCode"] == 200
+    assert "functionError" not in rec["responseContext"]
+    assert rec["responsePayload"] == {"hello": "world"}
+
+
+def test_async_retries_then_on_failure(broker_factory, tmp_path):
+    bad = tmp_path / "bad.jsonl"
+    b = broker_factory({"Functions": [
+        fn("fail", "fail", "fail.handler", EventInvokeConfig=eic(retries=2, base=0.2,
+                                                                 on_failure="file://%s" % bad)),
+        fn("fail0", "fail", "fail.handler", EventInvokeConfig=eic(retries=0,
+                                                                  on_failure="file://%s" % bad)),
+    ]})
+    r = invoke(b, "fail", {"n": 1}, invocation_type="Event")
+    assert r.status == 202
+    r0 = invoke(b, "fail0", {"n": 0}, invocation_type="Event")
+    recs = wait_for(lambda: len(jsonl(bad)) == 2 and jsonl(bad), timeout=20,
+                    what="two failure records")
+    by_id = {x["requestContext"]["requestId"]: x for x in recs}
+    rec = by_id[r.headers["x-amzn-requestid"]]
+    assert rec["requestContext"]["condition"] == "RetriesExhausted"
+    assert rec["requestContext"]["approximateInvokeCount"] == 3
+    assert rec["requestPayload"] == {"n": 1}
+    assert rec["responseContext"]["functionError"] == "Unhandled"
+    assert rec["responsePayload"]["errorMessage"]
+    assert by_id[r0.headers["x-amzn-requestid"]]["requestContext"]["approximateInvokeCount"] == 1
+    # The delays grew: the log names retry 1/2 and 2/2.
+    log = b.log_text()
+    assert "retry 1/2 in 0.2 s" in log and "retry 2/2 in 0.4 s" in log, log[-3000:]
+
+
+def test_timeouts_and_crashes_are_retried_too(broker_factory, tmp_path):
+    bad = tmp_path / "bad.jsonl"
+    b = broker_factory({"Functions": [
+        fn("crash", "fail", "fail.crash", EventInvokeConfig=eic(retries=1, base=0.1,
+                                                                on_failure="file://%s" % bad)),
+        fn("slow", "sleep", "sleep.handler", Timeout=1,
+           EventInvokeConfig=eic(retries=1, base=0.1, on_failure="file://%s" % bad)),
+    ]})
+    invoke(b, "crash", {}, invocation_type="Event")
+    invoke(b, "slow", "3000", invocation_type="Event")
+    recs = wait_for(lambda: len(jsonl(bad)) == 2 and jsonl(bad), timeout=30,
+                    what="failure records")
+    types = sorted(x["responsePayload"]["errorType"] for x in recs)
+    assert types == ["Runtime.ExitError", "Sandbox.Timedout"]
+    assert all(x["requestContext"]["approximateInvokeCount"] == 2 for x in recs)
+
+
+def test_redis_and_function_destinations(broker_factory, redis_server, tmp_path):
+    chained = tmp_path / "chained.jsonl"
+    stream = "sluice-dlq-%d" % id(tmp_path)
+    b = broker_factory({"Functions": [
+        fn("fail", "fail", "fail.handler",
+           EventInvokeConfig=eic(retries=0, on_failure="%s/%s" % (redis_server.url, stream))),
+        fn("first", "echo", "echo.handler",
+           EventInvokeConfig=eic(on_success="function:second")),
+        fn("second", "echo", "echo.handler",
+           EventInvokeConfig=eic(on_success="file://%s" % chained)),
+    ]})
+    r = invoke(b, "fail", {"to": "redis"}, invocation_type="Event")
+    entries = wait_for(lambda: redis_server.cmd("XRANGE", stream, "-", "+"),
+                       what="XADD to the redis destination")
+    assert len(entries) == 1
+    fields = entries[0][1]
+    rec = json.loads(fields[fields.index("record") + 1])
+    assert rec["requestContext"]["requestId"] == r.headers["x-amzn-requestid"]
+    assert rec["requestPayload"] == {"to": "redis"}
+
+    invoke(b, "first", {"chain": 1}, invocation_type="Event")
+    recs = wait_for(lambda: jsonl(chained), what="record of the chained function")
+    # second received first's success record as its event, and echoed it.
+    assert recs[0]["requestPayload"]["requestPayload"] == {"chain": 1}
+    assert recs[0]["requestPayload"]["requestContext"]["condition"] == "Success"
+
+
+def test_reserved_zero_goes_straight_to_failure(broker_factory, tmp_path):
+    bad = tmp_path / "bad.jsonl"
+    b = broker_factory({"Functions": [
+        fn("off", "echo", "echo.handler", ReservedConcurrentExecutions=0,
+           EventInvokeConfig=eic(on_failure="file://%s" % bad)),
+    ]})
+    r = invoke(b, "off", {}, invocation_type="RequestResponse")
+    assert r.status == 429
+    invoke(b, "off", {"q": 1}, invocation_type="Event")
+    recs = wait_for(lambda: jsonl(bad), what="failure record")
+    assert recs[0]["requestPayload"] == {"q": 1}
+    assert recs[0]["requestContext"]["approximateInvokeCount"] == 0
+
+
+def test_destination_down_is_retried_not_lost(broker_factory, tmp_path):
+    """A redis destination that is not there yet: delivery is retried until it comes up."""
+    from sluice_testlib import RedisServer, free_port
+    port = free_port()
+    b = broker_factory({"Functions": [
+        fn("fail", "fail", "fail.handler",
+           EventInvokeConfig=eic(retries=0, on_failure="redis://127.0.0.1:%d/late" % port)),
+    ]})
+    invoke(b, "fail", {"late": True}, invocation_type="Event")
+    wait_for(lambda: "destination delivery failed" in b.log_text(), what="a failed delivery")
+    srv = RedisServer(tmp_path / "late-redis", port=port)
+    srv.start()
+    try:
+        entries = wait_for(lambda: srv.cmd("XRANGE", "late", "-", "+"), timeout=20,
+                           what="delivery once redis is up")
+        assert len(entries) == 1
+    finally:
+        srv.stop()
+
+
+def test_sigkill_loses_no_accepted_event(broker_factory, tmp_path):
+    ok = tmp_path / "ok.jsonl"
+    b = broker_factory({"Functions": [
+        fn("echo", "echo", "echo.handler", ReservedConcurrentExecutions=4,
+           EventInvokeConfig=eic(on_success="file://%s" % ok)),
+    ]}, check_exit=False)
+    accepted = {}
+    lock = threading.Lock()
+    stop = threading.Event()
+
+    def client(k):
+        i = 0
+        while not stop.is_set() and i < 125:
+            payload = {"client": k, "i": i}
+            try:
+                r = invoke(b, "echo", payload, invocation_type="Event", timeout=10)
+            except OSError:
+                return  # the broker died under us: this event was never acknowledged
+            if r.status == 202:
+                with lock:
+                    accepted[r.headers["x-amzn-requestid"]] = payload
+            i += 1
+
+    threads = [threading.Thread(target=client, args=(k,)) for k in range(8)]
+    for t in threads:
+        t.start()
+    wait_for(lambda: len(accepted) >= 300, timeout=60, what="300 accepted events")
+    b.kill(signal.SIGKILL)
+    stop.set()
+    for t in threads:
+        t.join()
+    b.wait_exit(timeout=10)
+    n_before = len(jsonl(ok))
+    assert n_before < len(accepted), "the kill came too late to test anything"
+    b.check_exit = True
+    b.start()
+    # Send the rest so that 1,000 events were accepted in all.
+    k = 0
+    while len(accepted) < 1000:
+        payload = {"client": "after", "i": k}
+        r = invoke(b, "echo", payload, invocation_type="Event")
+        assert r.status == 202
+        accepted[r.headers["x-amzn-requestid"]] = payload
+        k += 1
+
+    def delivered():
+        ids = {x["requestContext"]["requestId"] for x in jsonl(ok)}
+        return ids >= set(accepted) and ids
+
+    ids = wait_for(delivered, timeout=120, what="every accepted event delivered")
+    recs = jsonl(ok)
+    for x in recs:
+        rid = x["requestContext"]["requestId"]
+        if rid in accepted:
+            assert x["requestPayload"] == accepted[rid]
+    dups = len(recs) - len(ids)
+    print("accepted %d, records %d, duplicates %d" % (len(accepted), len(recs), dups))
+    r = http("GET", b.url + "/metrics")
+    assert 'sluice_async_queue_depth{function="echo"} 0' in r.text
