@@ -81,9 +81,9 @@
 #include "broker/broker_store_internal.h"
 
 #define ST_COMP "store"
-#define ST_READ_CHUNK (1u << 20)   /* replay and compaction I/O unit */
-#define ST_IOV_BATCH 64            /* frames per pwritev */
-#define ST_PACK_HDR_MAX 1200       /* msgpack map without the value bytes; key <= 1024 */
+#define ST_READ_CHUNK (1u << 20) /* replay and compaction I/O unit */
+#define ST_IOV_BATCH 64          /* frames per pwritev */
+#define ST_PACK_HDR_MAX 1200     /* msgpack map without the value bytes; key <= 1024 */
 #define ST_COMPACT_RETRY_NS (60ll * 1000000000ll)
 
 /* ---------------------------------------------------------------------------------------- */
@@ -105,48 +105,42 @@ static void le32_put(uint8_t *p, uint32_t v)
 
 /* Generated once from the reflected polynomial 0x82F63B78. */
 static const uint32_t crc32c_table[256] = {
-    0x00000000u, 0xf26b8303u, 0xe13b70f7u, 0x1350f3f4u, 0xc79a971fu, 0x35f1141cu,
-    0x26a1e7e8u, 0xd4ca64ebu, 0x8ad958cfu, 0x78b2dbccu, 0x6be22838u, 0x9989ab3bu,
-    0x4d43cfd0u, 0xbf284cd3u, 0xac78bf27u, 0x5e133c24u, 0x105ec76fu, 0xe235446cu,
-    0xf165b798u, 0x030e349bu, 0xd7c45070u, 0x25afd373u, 0x36ff2087u, 0xc494a384u,
-    0x9a879fa0u, 0x68ec1ca3u, 0x7bbcef57u, 0x89d76c54u, 0x5d1d08bfu, 0xaf768bbcu,
-    0xbc267848u, 0x4e4dfb4bu, 0x20bd8edeu, 0xd2d60dddu, 0xc186fe29u, 0x33ed7d2au,
-    0xe72719c1u, 0x154c9ac2u, 0x061c6936u, 0xf477ea35u, 0xaa64d611u, 0x580f5512u,
-    0x4b5fa6e6u, 0xb93425e5u, 0x6dfe410eu, 0x9f95c20du, 0x8cc531f9u, 0x7eaeb2fau,
-    0x30e349b1u, 0xc288cab2u, 0xd1d83946u, 0x23b3ba45u, 0xf779deaeu, 0x05125dadu,
-    0x1642ae59u, 0xe4292d5au, 0xba3a117eu, 0x4851927du, 0x5b016189u, 0xa96ae28au,
-    0x7da08661u, 0x8fcb0562u, 0x9c9bf696u, 0x6ef07595u, 0x417b1dbcu, 0xb3109ebfu,
-    0xa0406d4bu, 0x522bee48u, 0x86e18aa3u, 0x748a09a0u, 0x67dafa54u, 0x95b17957u,
-    0xcba24573u, 0x39c9c670u, 0x2a993584u, 0xd8f2b687u, 0x0c38d26cu, 0xfe53516fu,
-    0xed03a29bu, 0x1f682198u, 0x5125dad3u, 0xa34e59d0u, 0xb01eaa24u, 0x42752927u,
-    0x96bf4dccu, 0x64d4cecfu, 0x77843d3bu, 0x85efbe38u, 0xdbfc821cu, 0x2997011fu,
-    0x3ac7f2ebu, 0xc8ac71e8u, 0x1c661503u, 0xee0d9600u, 0xfd5d65f4u, 0x0f36e6f7u,
-    0x61c69362u, 0x93ad1061u, 0x80fde395u, 0x72966096u, 0xa65c047du, 0x5437877eu,
-    0x4767748au, 0xb50cf789u, 0xeb1fcbadu, 0x197448aeu, 0x0a24bb5au, 0xf84f3859u,
-    0x2c855cb2u, 0xdeeedfb1u, 0xcdbe2c45u, 0x3fd5af46u, 0x7198540du, 0x83f3d70eu,
-    0x90a324fau, 0x62c8a7f9u, 0xb602c312u, 0x44694011u, 0x5739b3e5u, 0xa55230e6u,
-    0xfb410cc2u, 0x092a8fc1u, 0x1a7a7c35u, 0xe811ff36u, 0x3cdb9bddu, 0xceb018deu,
-    0xdde0eb2au, 0x2f8b6829u, 0x82f63b78u, 0x709db87bu, 0x63cd4b8fu, 0x91a6c88cu,
-    0x456cac67u, 0xb7072f64u, 0xa457dc90u, 0x563c5f93u, 0x082f63b7u, 0xfa44e0b4u,
-    0xe9141340u, 0x1b7f9043u, 0xcfb5f4a8u, 0x3dde77abu, 0x2e8e845fu, 0xdce5075cu,
-    0x92a8fc17u, 0x60c37f14u, 0x73938ce0u, 0x81f80fe3u, 0x55326b08u, 0xa759e80bu,
-    0xb4091bffu, 0x466298fcu, 0x1871a4d8u, 0xea1a27dbu, 0xf94ad42fu, 0x0b21572cu,
-    0xdfeb33c7u, 0x2d80b0c4u, 0x3ed04330u, 0xccbbc033u, 0xa24bb5a6u, 0x502036a5u,
-    0x4370c551u, 0xb11b4652u, 0x65d122b9u, 0x97baa1bau, 0x84ea524eu, 0x7681d14du,
-    0x2892ed69u, 0xdaf96e6au, 0xc9a99d9eu, 0x3bc21e9du, 0xef087a76u, 0x1d63f975u,
-    0x0e330a81u, 0xfc588982u, 0xb21572c9u, 0x407ef1cau, 0x532e023eu, 0xa145813du,
-    0x758fe5d6u, 0x87e466d5u, 0x94b49521u, 0x66df1622u, 0x38cc2a06u, 0xcaa7a905u,
-    0xd9f75af1u, 0x2b9cd9f2u, 0xff56bd19u, 0x0d3d3e1au, 0x1e6dcdeeu, 0xec064eedu,
-    0xc38d26c4u, 0x31e6a5c7u, 0x22b65633u, 0xd0ddd530u, 0x0417b1dbu, 0xf67c32d8u,
-    0xe52cc12cu, 0x1747422fu, 0x49547e0bu, 0xbb3ffd08u, 0xa86f0efcu, 0x5a048dffu,
-    0x8ecee914u, 0x7ca56a17u, 0x6ff599e3u, 0x9d9e1ae0u, 0xd3d3e1abu, 0x21b862a8u,
-    0x32e8915cu, 0xc083125fu, 0x144976b4u, 0xe622f5b7u, 0xf5720643u, 0x07198540u,
-    0x590ab964u, 0xab613a67u, 0xb831c993u, 0x4a5a4a90u, 0x9e902e7bu, 0x6cfbad78u,
-    0x7fab5e8cu, 0x8dc0dd8fu, 0xe330a81au, 0x115b2b19u, 0x020bd8edu, 0xf0605beeu,
-    0x24aa3f05u, 0xd6c1bc06u, 0xc5914ff2u, 0x37faccf1u, 0x69e9f0d5u, 0x9b8273d6u,
-    0x88d28022u, 0x7ab90321u, 0xae7367cau, 0x5c18e4c9u, 0x4f48173du, 0xbd23943eu,
-    0xf36e6f75u, 0x0105ec76u, 0x12551f82u, 0xe03e9c81u, 0x34f4f86au, 0xc69f7b69u,
-    0xd5cf889du, 0x27a40b9eu, 0x79b737bau, 0x8bdcb4b9u, 0x988c474du, 0x6ae7c44eu,
+    0x00000000u, 0xf26b8303u, 0xe13b70f7u, 0x1350f3f4u, 0xc79a971fu, 0x35f1141cu, 0x26a1e7e8u,
+    0xd4ca64ebu, 0x8ad958cfu, 0x78b2dbccu, 0x6be22838u, 0x9989ab3bu, 0x4d43cfd0u, 0xbf284cd3u,
+    0xac78bf27u, 0x5e133c24u, 0x105ec76fu, 0xe235446cu, 0xf165b798u, 0x030e349bu, 0xd7c45070u,
+    0x25afd373u, 0x36ff2087u, 0xc494a384u, 0x9a879fa0u, 0x68ec1ca3u, 0x7bbcef57u, 0x89d76c54u,
+    0x5d1d08bfu, 0xaf768bbcu, 0xbc267848u, 0x4e4dfb4bu, 0x20bd8edeu, 0xd2d60dddu, 0xc186fe29u,
+    0x33ed7d2au, 0xe72719c1u, 0x154c9ac2u, 0x061c6936u, 0xf477ea35u, 0xaa64d611u, 0x580f5512u,
+    0x4b5fa6e6u, 0xb93425e5u, 0x6dfe410eu, 0x9f95c20du, 0x8cc531f9u, 0x7eaeb2fau, 0x30e349b1u,
+    0xc288cab2u, 0xd1d83946u, 0x23b3ba45u, 0xf779deaeu, 0x05125dadu, 0x1642ae59u, 0xe4292d5au,
+    0xba3a117eu, 0x4851927du, 0x5b016189u, 0xa96ae28au, 0x7da08661u, 0x8fcb0562u, 0x9c9bf696u,
+    0x6ef07595u, 0x417b1dbcu, 0xb3109ebfu, 0xa0406d4bu, 0x522bee48u, 0x86e18aa3u, 0x748a09a0u,
+    0x67dafa54u, 0x95b17957u, 0xcba24573u, 0x39c9c670u, 0x2a993584u, 0xd8f2b687u, 0x0c38d26cu,
+    0xfe53516fu, 0xed03a29bu, 0x1f682198u, 0x5125dad3u, 0xa34e59d0u, 0xb01eaa24u, 0x42752927u,
+    0x96bf4dccu, 0x64d4cecfu, 0x77843d3bu, 0x85efbe38u, 0xdbfc821cu, 0x2997011fu, 0x3ac7f2ebu,
+    0xc8ac71e8u, 0x1c661503u, 0xee0d9600u, 0xfd5d65f4u, 0x0f36e6f7u, 0x61c69362u, 0x93ad1061u,
+    0x80fde395u, 0x72966096u, 0xa65c047du, 0x5437877eu, 0x4767748au, 0xb50cf789u, 0xeb1fcbadu,
+    0x197448aeu, 0x0a24bb5au, 0xf84f3859u, 0x2c855cb2u, 0xdeeedfb1u, 0xcdbe2c45u, 0x3fd5af46u,
+    0x7198540du, 0x83f3d70eu, 0x90a324fau, 0x62c8a7f9u, 0xb602c312u, 0x44694011u, 0x5739b3e5u,
+    0xa55230e6u, 0xfb410cc2u, 0x092a8fc1u, 0x1a7a7c35u, 0xe811ff36u, 0x3cdb9bddu, 0xceb018deu,
+    0xdde0eb2au, 0x2f8b6829u, 0x82f63b78u, 0x709db87bu, 0x63cd4b8fu, 0x91a6c88cu, 0x456cac67u,
+    0xb7072f64u, 0xa457dc90u, 0x563c5f93u, 0x082f63b7u, 0xfa44e0b4u, 0xe9141340u, 0x1b7f9043u,
+    0xcfb5f4a8u, 0x3dde77abu, 0x2e8e845fu, 0xdce5075cu, 0x92a8fc17u, 0x60c37f14u, 0x73938ce0u,
+    0x81f80fe3u, 0x55326b08u, 0xa759e80bu, 0xb4091bffu, 0x466298fcu, 0x1871a4d8u, 0xea1a27dbu,
+    0xf94ad42fu, 0x0b21572cu, 0xdfeb33c7u, 0x2d80b0c4u, 0x3ed04330u, 0xccbbc033u, 0xa24bb5a6u,
+    0x502036a5u, 0x4370c551u, 0xb11b4652u, 0x65d122b9u, 0x97baa1bau, 0x84ea524eu, 0x7681d14du,
+    0x2892ed69u, 0xdaf96e6au, 0xc9a99d9eu, 0x3bc21e9du, 0xef087a76u, 0x1d63f975u, 0x0e330a81u,
+    0xfc588982u, 0xb21572c9u, 0x407ef1cau, 0x532e023eu, 0xa145813du, 0x758fe5d6u, 0x87e466d5u,
+    0x94b49521u, 0x66df1622u, 0x38cc2a06u, 0xcaa7a905u, 0xd9f75af1u, 0x2b9cd9f2u, 0xff56bd19u,
+    0x0d3d3e1au, 0x1e6dcdeeu, 0xec064eedu, 0xc38d26c4u, 0x31e6a5c7u, 0x22b65633u, 0xd0ddd530u,
+    0x0417b1dbu, 0xf67c32d8u, 0xe52cc12cu, 0x1747422fu, 0x49547e0bu, 0xbb3ffd08u, 0xa86f0efcu,
+    0x5a048dffu, 0x8ecee914u, 0x7ca56a17u, 0x6ff599e3u, 0x9d9e1ae0u, 0xd3d3e1abu, 0x21b862a8u,
+    0x32e8915cu, 0xc083125fu, 0x144976b4u, 0xe622f5b7u, 0xf5720643u, 0x07198540u, 0x590ab964u,
+    0xab613a67u, 0xb831c993u, 0x4a5a4a90u, 0x9e902e7bu, 0x6cfbad78u, 0x7fab5e8cu, 0x8dc0dd8fu,
+    0xe330a81au, 0x115b2b19u, 0x020bd8edu, 0xf0605beeu, 0x24aa3f05u, 0xd6c1bc06u, 0xc5914ff2u,
+    0x37faccf1u, 0x69e9f0d5u, 0x9b8273d6u, 0x88d28022u, 0x7ab90321u, 0xae7367cau, 0x5c18e4c9u,
+    0x4f48173du, 0xbd23943eu, 0xf36e6f75u, 0x0105ec76u, 0x12551f82u, 0xe03e9c81u, 0x34f4f86au,
+    0xc69f7b69u, 0xd5cf889du, 0x27a40b9eu, 0x79b737bau, 0x8bdcb4b9u, 0x988c474du, 0x6ae7c44eu,
     0xbe2da0a5u, 0x4c4623a6u, 0x5f16d052u, 0xad7d5351u,
 };
 
@@ -204,28 +198,83 @@ static int mp_skim(const uint8_t *p, size_t len)
         } else {
             int rc = 0;
             switch (t) {
-            case 0xc4: case 0xd9: rc = skim_be(p, len, &pos, 1, &skip); break;
-            case 0xc5: case 0xda: rc = skim_be(p, len, &pos, 2, &skip); break;
-            case 0xc6: case 0xdb: rc = skim_be(p, len, &pos, 4, &skip); break;
-            case 0xc7: rc = skim_be(p, len, &pos, 1, &n); skip = n + 1; break;
-            case 0xc8: rc = skim_be(p, len, &pos, 2, &n); skip = n + 1; break;
-            case 0xc9: rc = skim_be(p, len, &pos, 4, &n); skip = n + 1; break;
-            case 0xca: skip = 4; break;
-            case 0xcb: skip = 8; break;
-            case 0xcc: case 0xd0: skip = 1; break;
-            case 0xcd: case 0xd1: skip = 2; break;
-            case 0xce: case 0xd2: skip = 4; break;
-            case 0xcf: case 0xd3: skip = 8; break;
-            case 0xd4: skip = 2; break;
-            case 0xd5: skip = 3; break;
-            case 0xd6: skip = 5; break;
-            case 0xd7: skip = 9; break;
-            case 0xd8: skip = 17; break;
-            case 0xdc: rc = skim_be(p, len, &pos, 2, &more); break;
-            case 0xdd: rc = skim_be(p, len, &pos, 4, &more); break;
-            case 0xde: rc = skim_be(p, len, &pos, 2, &n); more = 2 * n; break;
-            case 0xdf: rc = skim_be(p, len, &pos, 4, &n); more = 2 * n; break;
-            default: return SL_ECORRUPT; /* 0xc1 is never used */
+            case 0xc4:
+            case 0xd9:
+                rc = skim_be(p, len, &pos, 1, &skip);
+                break;
+            case 0xc5:
+            case 0xda:
+                rc = skim_be(p, len, &pos, 2, &skip);
+                break;
+            case 0xc6:
+            case 0xdb:
+                rc = skim_be(p, len, &pos, 4, &skip);
+                break;
+            case 0xc7:
+                rc = skim_be(p, len, &pos, 1, &n);
+                skip = n + 1;
+                break;
+            case 0xc8:
+                rc = skim_be(p, len, &pos, 2, &n);
+                skip = n + 1;
+                break;
+            case 0xc9:
+                rc = skim_be(p, len, &pos, 4, &n);
+                skip = n + 1;
+                break;
+            case 0xca:
+                skip = 4;
+                break;
+            case 0xcb:
+                skip = 8;
+                break;
+            case 0xcc:
+            case 0xd0:
+                skip = 1;
+                break;
+            case 0xcd:
+            case 0xd1:
+                skip = 2;
+                break;
+            case 0xce:
+            case 0xd2:
+                skip = 4;
+                break;
+            case 0xcf:
+            case 0xd3:
+                skip = 8;
+                break;
+            case 0xd4:
+                skip = 2;
+                break;
+            case 0xd5:
+                skip = 3;
+                break;
+            case 0xd6:
+                skip = 5;
+                break;
+            case 0xd7:
+                skip = 9;
+                break;
+            case 0xd8:
+                skip = 17;
+                break;
+            case 0xdc:
+                rc = skim_be(p, len, &pos, 2, &more);
+                break;
+            case 0xdd:
+                rc = skim_be(p, len, &pos, 4, &more);
+                break;
+            case 0xde:
+                rc = skim_be(p, len, &pos, 2, &n);
+                more = 2 * n;
+                break;
+            case 0xdf:
+                rc = skim_be(p, len, &pos, 4, &n);
+                more = 2 * n;
+                break;
+            default:
+                return SL_ECORRUPT; /* 0xc1 is never used */
             }
             if (rc)
                 return rc;
@@ -374,17 +423,17 @@ static int pk_write(void *data, const char *buf, size_t len)
 struct st_job;
 
 struct st_ent {
-    struct st_ent *hnext;       /* bucket chain */
+    struct st_ent *hnext;         /* bucket chain */
     struct st_ent *oprev, *onext; /* first-put order */
-    struct st_job *pend;        /* queued write that holds the current value; NULL once durable */
-    uint64_t frame_off;         /* frame position in file generation `gen` (when !pend) */
-    uint32_t frame_len;         /* whole frame, header included */
-    uint32_t val_rel;           /* value offset from the frame start */
+    struct st_job *pend;          /* queued write that holds the current value; NULL once durable */
+    uint64_t frame_off;           /* frame position in file generation `gen` (when !pend) */
+    uint32_t frame_len;           /* whole frame, header included */
+    uint32_t val_rel;             /* value offset from the frame start */
     uint32_t val_len;
     uint32_t gen;
     uint64_t hash;
     size_t klen;
-    char key[];                 /* NUL-terminated */
+    char key[]; /* NUL-terminated */
 };
 
 struct st_index {
@@ -412,8 +461,7 @@ static int idx_init(struct st_index *ix)
     return ix->buckets ? 0 : SL_ENOMEM;
 }
 
-static struct st_ent *idx_find(const struct st_index *ix, const char *key, size_t klen,
-                               uint64_t h)
+static struct st_ent *idx_find(const struct st_index *ix, const char *key, size_t klen, uint64_t h)
 {
     for (struct st_ent *e = ix->buckets[h & (ix->nbuckets - 1)]; e; e = e->hnext)
         if (e->hash == h && e->klen == klen && memcmp(e->key, key, klen) == 0)
@@ -553,7 +601,7 @@ struct st_compact {
     struct st_moved *moved;
     size_t nmoved;
     uint32_t old_gen, new_gen;
-    int rfd;            /* read descriptor on the new file, for the loop */
+    int rfd; /* read descriptor on the new file, for the loop */
     uint64_t old_size, new_size, old_records;
     int64_t took_ms;
 };
@@ -571,19 +619,19 @@ struct st_job {
     struct st_ent *ent; /* loop only: the entry whose pend is this job, or NULL */
     /* Results, set by the syncer before posting. */
     int err;
-    bool fatal;          /* JOB_COMPACT: the store failed (vs. compaction merely skipped) */
-    uint64_t frame_off;  /* JOB_WRITE */
-    uint32_t gen;        /* JOB_WRITE */
+    bool fatal;              /* JOB_COMPACT: the store failed (vs. compaction merely skipped) */
+    uint64_t frame_off;      /* JOB_WRITE */
+    uint32_t gen;            /* JOB_WRITE */
     struct st_compact *cres; /* JOB_COMPACT, on success */
-    int fd;              /* JOB_CLOSE */
+    int fd;                  /* JOB_CLOSE */
 };
 
 struct br_store {
     /* Set at open, read-only afterwards. */
     struct event_base *base;
     char *dir, *path, *cpath, *bpath;
-    int dirfd;                 /* holds the flock; the syncer fsyncs it after a rename */
-    int pipe_r, pipe_w;        /* syncer writes, loop reads */
+    int dirfd;          /* holds the flock; the syncer fsyncs it after a rename */
+    int pipe_r, pipe_w; /* syncer writes, loop reads */
 
     /* Shared, under mu. */
     pthread_mutex_t mu;
@@ -895,9 +943,10 @@ static void sy_flush(br_store *st, struct st_job *head, struct st_job *tail)
             if (n == ST_IOV_BATCH || j == tail) {
                 if (pwritev_full(st->wfd, iov, n, chunk_off) != 0) {
                     err = SL_EIO;
-                    sl_error(ST_COMP, "%s: write of %" PRIu64 " bytes at offset %" PRIu64
-                             " failed: %s; the store is now failed", st->path, pos - chunk_off,
-                             chunk_off, strerror(errno));
+                    sl_error(ST_COMP,
+                             "%s: write of %" PRIu64 " bytes at offset %" PRIu64
+                             " failed: %s; the store is now failed",
+                             st->path, pos - chunk_off, chunk_off, strerror(errno));
                     break;
                 }
                 chunk_off = pos;
@@ -909,8 +958,8 @@ static void sy_flush(br_store *st, struct st_job *head, struct st_job *tail)
         if (!err) {
             if (fsync_retry(st->wfd, true) != 0) {
                 err = SL_EIO;
-                sl_error(ST_COMP, "%s: fdatasync failed: %s; the store is now failed",
-                         st->path, strerror(errno));
+                sl_error(ST_COMP, "%s: fdatasync failed: %s; the store is now failed", st->path,
+                         strerror(errno));
             } else {
                 st->t_fsyncs++;
                 st->wpos = pos;
@@ -1074,8 +1123,10 @@ static void sy_compact(br_store *st, struct st_job *job)
     c->new_gen = ++st->wgen;
     st->wpos = npos;
     if (fsync_retry(st->dirfd, false) != 0) {
-        sl_error(ST_COMP, "%s: fsync of the directory after compaction failed: %s; the store "
-                 "is now failed", st->dir, strerror(errno));
+        sl_error(ST_COMP,
+                 "%s: fsync of the directory after compaction failed: %s; the store "
+                 "is now failed",
+                 st->dir, strerror(errno));
         st->wfailed = true;
         job->err = SL_EIO;
         job->fatal = true;
@@ -1089,8 +1140,8 @@ static void sy_compact(br_store *st, struct st_job *job)
 
 fail:
     /* The old file is untouched and still current: compaction is skipped, not fatal. */
-    sl_error(ST_COMP, "%s: compaction failed while %s (%s%s%s); keeping the current file",
-             st->path, stage, sl_strerror(rc), errno ? ": " : "", errno ? strerror(errno) : "");
+    sl_error(ST_COMP, "%s: compaction failed while %s (%s%s%s); keeping the current file", st->path,
+             stage, sl_strerror(rc), errno ? ": " : "", errno ? strerror(errno) : "");
     reader_free(&rd);
     if (nfd >= 0) {
         close(nfd);
@@ -1189,9 +1240,10 @@ static int st_start_compaction(br_store *st)
         return SL_ENOMEM;
     j->kind = JOB_COMPACT;
     st->compacting = true;
-    sl_info(ST_COMP, "%s: compacting: %" PRIu64 " bytes, %" PRIu64 " live in %zu records, %"
-            PRIu64 " dead records", st->path, st->file_bytes, st->live_bytes, st->idx.count,
-            st->nrecords - st->idx.count);
+    sl_info(ST_COMP,
+            "%s: compacting: %" PRIu64 " bytes, %" PRIu64 " live in %zu records, %" PRIu64
+            " dead records",
+            st->path, st->file_bytes, st->live_bytes, st->idx.count, st->nrecords - st->idx.count);
     st_enqueue(st, j);
     return 0;
 }
@@ -1214,8 +1266,10 @@ static void st_set_failed(br_store *st, int err)
     if (st->failed)
         return;
     st->failed = true;
-    sl_error(ST_COMP, "%s: store failed (%s): writes now complete with SL_EIO, reads fail; "
-             "reopen to recover", st->path, sl_err_name(err));
+    sl_error(ST_COMP,
+             "%s: store failed (%s): writes now complete with SL_EIO, reads fail; "
+             "reopen to recover",
+             st->path, sl_err_name(err));
 }
 
 static void st_finish_compaction(br_store *st, struct st_job *j)
@@ -1253,9 +1307,10 @@ static void st_finish_compaction(br_store *st, struct st_job *j)
     st->file_bytes = st->file_bytes - c->old_size + c->new_size;
     st->nrecords = st->nrecords - c->old_records + c->nmoved;
     st->compactions++;
-    sl_info(ST_COMP, "%s: compacted %" PRIu64 " -> %" PRIu64 " bytes (%" PRIu64 " records -> %zu"
-            " live, %zu repointed) in %" PRId64 " ms", st->path, c->old_size, c->new_size,
-            c->old_records, c->nmoved, repointed, c->took_ms);
+    sl_info(ST_COMP,
+            "%s: compacted %" PRIu64 " -> %" PRIu64 " bytes (%" PRIu64 " records -> %zu"
+            " live, %zu repointed) in %" PRId64 " ms",
+            st->path, c->old_size, c->new_size, c->old_records, c->nmoved, repointed, c->took_ms);
     compact_free(c);
 }
 
@@ -1366,8 +1421,7 @@ static int st_check_header(br_store *st, uint64_t *end)
         if (pread_full(st->wfd, got, sizeof(got), 0) != 0)
             return SL_EIO;
         if (memcmp(got, BR_STORE_MAGIC, 4) != 0) {
-            sl_error(ST_COMP, "%s: not a sluice store (bad magic); refusing to touch it",
-                     st->path);
+            sl_error(ST_COMP, "%s: not a sluice store (bad magic); refusing to touch it", st->path);
             return SL_ECORRUPT;
         }
         if (le32_get(got + 4) != BR_STORE_VERSION) {
@@ -1383,8 +1437,7 @@ static int st_check_header(br_store *st, uint64_t *end)
         if (pread_full(st->wfd, got, (size_t)*end, 0) != 0)
             return SL_EIO;
         if (memcmp(got, hdr, (size_t)*end) != 0) {
-            sl_error(ST_COMP, "%s: not a sluice store (%" PRIu64 " foreign bytes)", st->path,
-                     *end);
+            sl_error(ST_COMP, "%s: not a sluice store (%" PRIu64 " foreign bytes)", st->path, *end);
             return SL_ECORRUPT;
         }
         sl_warn(ST_COMP, "%s: torn header (%" PRIu64 " bytes); rewriting it", st->path, *end);
@@ -1441,14 +1494,16 @@ static int st_replay(br_store *st, uint64_t *end)
         st->corrupt_skipped = 1 + good_after;
         st_save_cut(st, off, *end);
         if (good_after > 0)
-            sl_error(ST_COMP, "%s: corrupt frame at offset %" PRIu64 " (%s) followed by %"
-                     PRIu64 " good records: cutting %" PRIu64 " bytes (%" PRIu64 " records), "
-                     "ACKNOWLEDGED DATA MAY BE LOST; the cut bytes are in %s", st->path, off,
-                     why, good_after, cut, st->corrupt_skipped, st->bpath);
+            sl_error(ST_COMP,
+                     "%s: corrupt frame at offset %" PRIu64 " (%s) followed by %" PRIu64
+                     " good records: cutting %" PRIu64 " bytes (%" PRIu64 " records), "
+                     "ACKNOWLEDGED DATA MAY BE LOST; the cut bytes are in %s",
+                     st->path, off, why, good_after, cut, st->corrupt_skipped, st->bpath);
         else
-            sl_warn(ST_COMP, "%s: %s tail at offset %" PRIu64 " (%s): skipped %" PRIu64
-                    " bytes (1 record), truncated to %" PRIu64 "; copy in %s", st->path,
-                    torn ? "torn" : "corrupt", off, why, cut, off, st->bpath);
+            sl_warn(ST_COMP,
+                    "%s: %s tail at offset %" PRIu64 " (%s): skipped %" PRIu64
+                    " bytes (1 record), truncated to %" PRIu64 "; copy in %s",
+                    st->path, torn ? "torn" : "corrupt", off, why, cut, off, st->bpath);
         if (ftruncate(st->wfd, (off_t)off) != 0 || fsync_retry(st->wfd, true) != 0) {
             sl_error(ST_COMP, "%s: cannot truncate to %" PRIu64 ": %s", st->path, off,
                      strerror(errno));
@@ -1557,9 +1612,11 @@ int br_store_open(struct event_base *base, const char *dir, br_store **out)
     }
     st->thr_started = true;
 
-    sl_info(ST_COMP, "%s: opened: %zu live, %" PRIu64 " dead records, %" PRIu64 " bytes, "
-            "replayed in %" PRId64 " ms", st->path, st->idx.count, st->nrecords - st->idx.count,
-            end, (sl_mono_ns() - t0) / 1000000);
+    sl_info(ST_COMP,
+            "%s: opened: %zu live, %" PRIu64 " dead records, %" PRIu64 " bytes, "
+            "replayed in %" PRId64 " ms",
+            st->path, st->idx.count, st->nrecords - st->idx.count, end,
+            (sl_mono_ns() - t0) / 1000000);
     st_maybe_compact(st);
     *out = st;
     return 0;
@@ -1600,6 +1657,12 @@ static void st_destroy(br_store *st)
     free(st);
 }
 
+/*
+ * Contract in broker.h. Here: the syncer writes and fsyncs everything queued (and runs a
+ * queued compaction) before it exits; every pending callback then runs, before this returns,
+ * with 0 for durable writes or SL_EIO. Safe from inside a store callback (release deferred);
+ * puts issued by callbacks during the drain get SL_ECLOSED.
+ */
 void br_store_free(br_store *st)
 {
     if (!st || st->closing)
@@ -1679,8 +1742,8 @@ static int st_check_key(const br_store *st, const char *key, size_t *klen)
     return st->closing ? SL_ECLOSED : 0;
 }
 
-int br_store_put(br_store *st, const char *key, const void *value, size_t len,
-                 br_store_done_cb cb, void *arg)
+int br_store_put(br_store *st, const char *key, const void *value, size_t len, br_store_done_cb cb,
+                 void *arg)
 {
     size_t klen;
     int rc = st_check_key(st, key, &klen);
@@ -1783,8 +1846,8 @@ static int st_read_value(br_store *st, const struct st_ent *e, uint8_t **buf, si
     if (e->gen != st->rgen)
         return SL_EIO; /* see st_finish_compaction: never expected */
     if (pread_full(st->rfd, *buf, e->frame_len, e->frame_off) != 0) {
-        sl_error(ST_COMP, "%s: cannot read %" PRIu32 " bytes at offset %" PRIu64 ": %s",
-                 st->path, e->frame_len, e->frame_off, strerror(errno));
+        sl_error(ST_COMP, "%s: cannot read %" PRIu32 " bytes at offset %" PRIu64 ": %s", st->path,
+                 e->frame_len, e->frame_off, strerror(errno));
         return SL_EIO;
     }
     uint32_t blen = le32_get(*buf);
@@ -1798,6 +1861,11 @@ static int st_read_value(br_store *st, const struct st_ent *e, uint8_t **buf, si
     return 0;
 }
 
+/*
+ * Contract in broker.h. Synchronous: one pread of the frame (CRC checked) unless the value is
+ * still pending, then a copy from memory. SL_ENOENT, SL_ECORRUPT (checksum), SL_EIO (read
+ * error, or the store failed), SL_ECLOSED, SL_ENOMEM, SL_EINVAL.
+ */
 int br_store_get(br_store *st, const char *key, void **value, size_t *len)
 {
     if (!st || !key || !value || !len)
@@ -1828,6 +1896,11 @@ int br_store_get(br_store *st, const char *key, void **value, size_t *len)
     return 0;
 }
 
+/*
+ * Contract in broker.h. The matching keys are snapshotted first, so cb may put, del (keys
+ * deleted before their turn are skipped, keys added are not visited) or free the store (the
+ * scan then returns SL_ECLOSED). Errors as br_store_get.
+ */
 int br_store_scan(br_store *st, const char *prefix, br_store_scan_cb cb, void *arg)
 {
     if (!st || !prefix || !cb)
@@ -1883,6 +1956,7 @@ int br_store_scan(br_store *st, const char *prefix, br_store_scan_cb cb, void *a
     return rc;
 }
 
+/* Contract in broker.h; the counters' exact meaning is in the comment inside. */
 void br_store_stats(const br_store *st, struct br_store_stats *out)
 {
     if (!out)

@@ -6,9 +6,10 @@ import signal
 import threading
 from pathlib import Path
 
+import jsonschema
 import pytest
 
-from sluice_testlib import http, invoke, runtime_path, wait_for
+from sluice_testlib import http, invoke, repo_root, runtime_path, wait_for
 
 
 def fn(name, runtime, handler, **extra):
@@ -35,11 +36,18 @@ def eic(retries=2, base=0.2, on_success=None, on_failure=None, max_age=3600):
     return d
 
 
+SCHEMA = json.loads((repo_root() / "schemas" / "invocation-record.schema.json").read_text())
+
+
 def jsonl(path):
+    """The records of a file:// destination, each checked against the schema."""
     p = Path(path)
     if not p.exists():
         return []
-    return [json.loads(line) for line in p.read_text().splitlines() if line.strip()]
+    recs = [json.loads(line) for line in p.read_text().splitlines() if line.strip()]
+    for r in recs:
+        jsonschema.validate(r, SCHEMA)
+    return recs
 
 
 def test_async_success_goes_to_on_success(broker_factory, tmp_path):
@@ -127,6 +135,7 @@ def test_redis_and_function_destinations(broker_factory, redis_server, tmp_path)
     assert len(entries) == 1
     fields = entries[0][1]
     rec = json.loads(fields[fields.index("record") + 1])
+    jsonschema.validate(rec, SCHEMA)
     assert rec["requestContext"]["requestId"] == r.headers["x-amzn-requestid"]
     assert rec["requestPayload"] == {"to": "redis"}
 

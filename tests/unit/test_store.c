@@ -189,7 +189,7 @@ struct seen {
     char keys[4096][32];
     size_t lens[4096];
     int n;
-    int stop_after; /* return 7 after this many, 0 = never */
+    int stop_after;     /* return 7 after this many, 0 = never */
     br_store *del_from; /* delete each visited key from this store */
     struct ctr *del_ctr;
 };
@@ -253,9 +253,8 @@ static void pack_body(msgpack_sbuffer *sb, const char *op, uint64_t seq, const c
     }
 }
 
-static int decode_body(const char *op, uint64_t seq, const char *key, size_t klen,
-                       const char *val, bool with_v, const char *extra,
-                       struct br_store_record *rec)
+static int decode_body(const char *op, uint64_t seq, const char *key, size_t klen, const char *val,
+                       bool with_v, const char *extra, struct br_store_record *rec)
 {
     msgpack_sbuffer sb;
     pack_body(&sb, op, seq, key, klen, val, with_v, extra);
@@ -465,8 +464,7 @@ static void test_basic(void)
     T_EQ_INT(br_store_put(st, NULL, "v", 1, on_done, &c), SL_EINVAL);
     T_EQ_INT(br_store_put(st, big, "v", 1, on_done, &c), SL_ETOOBIG);
     T_EQ_INT(br_store_put(st, "k", NULL, 3, on_done, &c), SL_EINVAL);
-    T_EQ_INT(br_store_put(st, "k", "v", (size_t)BR_STORE_MAX_VALUE + 1, on_done, &c),
-             SL_ETOOBIG);
+    T_EQ_INT(br_store_put(st, "k", "v", (size_t)BR_STORE_MAX_VALUE + 1, on_done, &c), SL_ETOOBIG);
     T_EQ_INT(br_store_del(st, big, on_done, &c), SL_ETOOBIG);
     big[BR_STORE_MAX_KEY] = '\0'; /* exactly 1024 bytes is fine */
     T_EQ_INT(br_store_put(st, big, "v", 1, on_done, &c), 0);
@@ -830,7 +828,7 @@ static void on_done_free(int err, void *arg)
     if (err)
         f->errs++;
     if (f->calls == 1) {
-        br_store_free(f->st); /* teardown from inside a callback */
+        br_store_free(f->st);   /* teardown from inside a callback */
         T_EQ_INT(f->calls, 10); /* the rest ran during the drain */
     }
 }
