@@ -63,6 +63,7 @@ static void fuzz_json(const uint8_t *data, size_t size)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
+/* libFuzzer's entry: feeds data[0..size) to the parser and the escaper; always returns 0. */
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     fuzz_http(data, size);

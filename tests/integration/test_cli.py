@@ -60,3 +60,46 @@ def test_missing_config_file(tmp_path):
     r = run("serve", "--config", str(tmp_path / "nope.yaml"))
     assert r.returncode == 2
     assert "nope.yaml" in r.stderr
+
+
+ISSUE_EXAMPLE = """\
+Listen: 127.0.0.1:9070
+StateDir: ./.sluice
+AccountConcurrency: 1000
+Functions:
+  - FunctionName: echo
+    CodeUri: ./examples/echo
+    Command: ["./build/examples/echo-runtime"]
+    Handler: echo.handler
+    Timeout: 3
+    MemorySize: 128
+    Environment:
+      Variables: {GREETING: hello}
+    ReservedConcurrentExecutions: 4
+    EventInvokeConfig:
+      MaximumRetryAttempts: 2
+      MaximumEventAgeInSeconds: 3600
+      DestinationConfig:
+        OnFailure: {Destination: "file:///tmp/echo-failures.jsonl"}
+        OnSuccess: {Destination: "file:///tmp/echo-successes.jsonl"}
+"""
+
+
+def test_issue_example_works_as_written(tmp_path):
+    """The configuration from the issue, verbatim but for a free port, in a folder laid out
+    like the repository (build/ and examples/ beside the file)."""
+    from sluice_testlib import build_dir, free_port, http, invoke, repo_root, wait_for
+    (tmp_path / "build").symlink_to(build_dir())
+    (tmp_path / "examples").symlink_to(repo_root() / "examples")
+    port = free_port()
+    cfg = write(tmp_path, ISSUE_EXAMPLE.replace("9070", str(port)))
+    proc = subprocess.Popen([str(sluice_bin()), "serve", "--config", str(cfg)],
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(lambda: (tmp_path / ".sluice" / "sluice.addr").exists(), timeout=30,
+                 what="the broker to listen")
+        r = invoke("http://127.0.0.1:%d" % port, "echo", {"as": "written"})
+        assert r.status == 200 and r.json() == {"as": "written"}
+    finally:
+        proc.terminate()
+        assert proc.wait(timeout=30) == 0, proc.stderr.read()
