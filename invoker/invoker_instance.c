@@ -709,7 +709,8 @@ static char **build_env(struct inv_instance *in, int port)
     PUTENV("AWS_LAMBDA_FUNCTION_MEMORY_SIZE=%d", fc->memory_mb);
     PUTENV("AWS_LAMBDA_LOG_GROUP_NAME=/aws/lambda/%s", fc->name);
     PUTENV("AWS_LAMBDA_LOG_STREAM_NAME=%s", in->stream);
-    PUTENV("AWS_LAMBDA_INITIALIZATION_TYPE=on-demand");
+    PUTENV("AWS_LAMBDA_INITIALIZATION_TYPE=%s",
+           in->provisioned ? "provisioned-concurrency" : "on-demand");
     PUTENV("AWS_REGION=%s", inv->region);
     PUTENV("AWS_DEFAULT_REGION=%s", inv->region);
     PUTENV("TZ=UTC");
@@ -748,7 +749,7 @@ static void free_env(char **env)
  * process group (so a timeout kills the whole tree). Returns 0 and *out (the instance is on
  * fn's list in INST_STARTING), or a negative SL_E*.
  */
-int inv_instance_spawn(struct inv_fn *fn, struct inv_instance **out)
+int inv_instance_spawn(struct inv_fn *fn, bool provisioned, struct inv_instance **out)
 {
     inv_invoker *inv = fn->inv;
     struct inv_instance *in = calloc(1, sizeof(*in));
@@ -762,6 +763,10 @@ int inv_instance_spawn(struct inv_fn *fn, struct inv_instance **out)
     in->log_fd = -1;
     in->logfile_fd = -1;
     in->state = INST_STARTING;
+    /* A provisioned instance initialises before any invocation: no call pays for its init,
+     * so no REPORT line carries an Init Duration (as in Lambda). */
+    in->provisioned = provisioned;
+    in->init_reported = provisioned;
 
     in->http = evhttp_new(inv->base);
     if (!in->http)

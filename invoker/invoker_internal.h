@@ -82,6 +82,7 @@ struct inv_instance {
     double init_ms;            /* set at the first /next */
     bool init_reported;        /* Init Duration already in a REPORT line */
     bool killed;               /* we killed it (timeout, idle, shutdown) */
+    bool provisioned;          /* started ahead of demand (ProvisionedConcurrency) */
     char *init_error;          /* body of /init/error, if posted */
     char *init_error_type;
     int exit_status;           /* from waitpid */
@@ -152,7 +153,7 @@ struct inv_fn *inv_fn_find(inv_invoker *inv, const char *name);
 void inv_check_drained(inv_invoker *inv);
 
 /* invoker_instance.c */
-int inv_instance_spawn(struct inv_fn *fn, struct inv_instance **out);
+int inv_instance_spawn(struct inv_fn *fn, bool provisioned, struct inv_instance **out);
 void inv_instance_kill(struct inv_instance *in);
 void inv_instance_timeout(struct inv_instance *in);
 void inv_instance_assign(struct inv_instance *in, struct inv_call *call);

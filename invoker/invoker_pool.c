@@ -250,7 +250,7 @@ static void dispatch(struct inv_fn *fn)
     int need = fn->npending - count_coming(fn, NULL);
     while (need-- > 0) {
         struct inv_instance *created;
-        int err = inv_instance_spawn(fn, &created);
+        int err = inv_instance_spawn(fn, false, &created);
         if (err == 0)
             continue;
         sl_error("invoker", "%s: cannot start an instance: %s", fn->cfg.name, sl_strerror(err));
@@ -521,7 +521,7 @@ int inv_function_put(inv_invoker *inv, const struct inv_function_config *fc)
             have++;
     for (; have < fn->cfg.provisioned; have++) {
         struct inv_instance *created;
-        if (inv_instance_spawn(fn, &created) != 0)
+        if (inv_instance_spawn(fn, true, &created) != 0)
             break;
     }
     return 0;
@@ -627,6 +627,13 @@ char *inv_metrics_text(inv_invoker *inv)
         for (struct inv_instance *in = fn->instances; in; in = in->next)
             n += in->state != INST_DEAD;
         evbuffer_add_printf(b, "sluice_instances{function=\"%s\"} %d\n", fn->cfg.name, n);
+    }
+    mtext(b, "sluice_idle_instances", "gauge", "Warm instances waiting for an invocation.");
+    for (struct inv_fn *fn = inv->fns; fn; fn = fn->next) {
+        int n = 0;
+        for (struct inv_instance *in = fn->instances; in; in = in->next)
+            n += in->state == INST_IDLE && in->next_req != NULL;
+        evbuffer_add_printf(b, "sluice_idle_instances{function=\"%s\"} %d\n", fn->cfg.name, n);
     }
     mtext(b, "sluice_async_queue_depth", "gauge", "Async events stored and not yet finished.");
     for (struct inv_fn *fn = inv->fns; fn; fn = fn->next) {

@@ -5,6 +5,8 @@
  *   echo.env      a JSON object of the Lambda environment, cwd and invocation headers
  *   echo.log      writes "log: <event>" to stdout and to stderr, then echoes
  *   echo.big      a result of N bytes, N being the event as a decimal integer
+ *   echo.hog      touches N MiB of memory (N = the event, a decimal integer, at most 4096),
+ *                 then answers {"touched_mb": N}: for MemorySize enforcement tests
  * An unknown handler is reported to /runtime/init/error as Runtime.HandlerNotFound.
  * Prints nothing else; exits 1 when the Runtime API goes away.
  */
@@ -94,6 +96,37 @@ static int echo_big(const rt_invocation *inv, rt_response *out, void *arg)
     return 0;
 }
 
+static int echo_hog(const rt_invocation *inv, rt_response *out, void *arg)
+{
+    (void)arg;
+    long long mb = parse_size(inv->body, inv->body_len);
+    if (mb < 0 || mb > 4096) {
+        out->error.type = "InvalidPayload";
+        out->error.message = "echo.hog wants a decimal MiB count of at most 4096";
+        return -1;
+    }
+    /* Touch every page so the memory is really used; keep it until the process exits. */
+    for (long long i = 0; i < mb; i++) {
+        char *p = malloc(1024 * 1024);
+        if (!p) {
+            out->error.type = "Runtime.OutOfMemory";
+            out->error.message = "malloc failed";
+            return -1;
+        }
+        memset(p, (int)(i & 0xff) | 1, 1024 * 1024);
+    }
+    out->buf->len = 0;
+    if (rt_buf_reserve(out->buf, 64)) {
+        out->error.type = "Runtime.OutOfMemory";
+        out->error.message = "cannot build the answer";
+        return -1;
+    }
+    int n = snprintf((char *)out->buf->data, 64, "{\"touched_mb\":%lld}", mb);
+    out->body = out->buf->data;
+    out->len = n > 0 ? (size_t)n : 0;
+    return 0;
+}
+
 /* Sets key to the string s, or to null when s is NULL. 0, or -1 when out of memory. */
 static int put_str(json_t *obj, const char *key, const char *s)
 {
@@ -160,6 +193,7 @@ int main(void)
         {"echo.env", echo_env},
         {"echo.log", echo_log},
         {"echo.big", echo_big},
+        {"echo.hog", echo_hog},
     };
     const char *name = getenv("_HANDLER");
     if (!name || !*name)

@@ -285,3 +285,35 @@ def test_sigterm_drains_in_flight_work(broker):
     t.join()
     assert code == 0
     assert results["r"].status == 200 and results["r"].json() == {"slept_ms": 800}
+
+
+def test_memory_size_is_enforced_or_said_not_to_be(broker_factory):
+    b = broker_factory({"Functions": [fn("hog", "echo", "echo.hog", MemorySize=128)]})
+    log = b.log_text()
+    r = invoke(b, "hog", "16")
+    assert r.status == 200 and r.json() == {"touched_mb": 16}, r
+    r = invoke(b, "hog", "400", timeout=60)
+    if "MemorySize is enforced" in log:
+        # Killed by the kernel's OOM killer inside the instance's cgroup.
+        assert r.headers.get("x-amz-function-error") == "Unhandled", r
+        assert r.json()["errorType"] == "Runtime.ExitError"
+        assert "signal" in r.json()["errorMessage"], r.json()
+    else:
+        assert "MemorySize is not enforced" in log
+        assert r.json() == {"touched_mb": 400}
+    # Max Memory Used is measured either way (REPORT line in the stream).
+    logs = list((b.state_dir / "logs" / "hog").glob("*.log"))
+    text = "".join(p.read_text() for p in logs)
+    used = [int(x) for x in re.findall(r"Max Memory Used: (\d+) MB", text)]
+    assert used and max(used) >= 16, text[-2000:]
+
+
+def test_provisioned_instances_start_warm(broker_factory):
+    b = broker_factory({"Functions": [fn("warm", "echo", "echo.handler",
+                                         ProvisionedConcurrency=2)]})
+    wait_for(lambda: metric(b, "sluice_idle_instances", "warm") == 2,
+             what="two provisioned instances initialised")
+    r = invoke(b, "warm", {"w": 1}, log_type="Tail")
+    assert r.json() == {"w": 1}
+    assert "Init Duration" not in base64.b64decode(r.headers["x-amz-log-result"]).decode()
+    assert metric(b, "sluice_cold_starts_total", "warm") == 0
