@@ -4,7 +4,7 @@
 set -euo pipefail
 
 PKGS=(
-  build-essential cmake pkg-config clang git ca-certificates
+  build-essential cmake pkg-config clang libclang-rt-14-dev git ca-certificates
   libevent-dev libjansson-dev libyaml-dev libssl-dev
   libhiredis-dev librdkafka-dev libpq-dev libmsgpack-dev
   redis-server postgresql postgresql-contrib
