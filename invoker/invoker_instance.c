@@ -476,16 +476,10 @@ static void handle_next(struct inv_instance *in, struct evhttp_request *req)
         return;
     }
     if (in->state == INST_BUSY && in->call) {
-        /* Asking for the next event without answering the current one: Lambda fails the
-         * current invocation the same way. */
-        finish_call(in, INV_FUNCTION_ERROR,
-                    (const uint8_t *)"{\"errorMessage\":\"runtime asked for the next event "
-                                     "without answering this one\",\"errorType\":"
-                                     "\"Runtime.InvalidStateTransition\"}",
-                    strlen("{\"errorMessage\":\"runtime asked for the next event without "
-                           "answering this one\",\"errorType\":\"Runtime."
-                           "InvalidStateTransition\"}"),
-                    "Runtime.InvalidStateTransition");
+        /* The current invocation must be answered first (Runtime API: 403 wrong state). */
+        reply_json(req, 403, "Forbidden", "InvalidStateTransition",
+                   "the current invocation has not been answered");
+        return;
     }
     if (in->state == INST_STARTING) {
         in->init_ms = (double)(sl_mono_ns() - in->spawn_ns) / 1e6;

@@ -239,3 +239,43 @@ def test_sigkill_loses_no_accepted_event(broker_factory, tmp_path):
     print("accepted %d, records %d, duplicates %d" % (len(accepted), len(recs), dups))
     r = http("GET", b.url + "/metrics")
     assert 'sluice_async_queue_depth{function="echo"} 0' in r.text
+
+
+def test_throttled_async_events_wait_for_capacity(broker_factory, tmp_path):
+    ok = tmp_path / "ok.jsonl"
+    b = broker_factory({"Functions": [
+        fn("one", "sleep", "sleep.handler", ReservedConcurrentExecutions=1,
+           EventInvokeConfig=eic(on_success="file://%s" % ok)),
+    ]})
+    ids = set()
+    for i in range(6):
+        r = invoke(b, "one", "150", invocation_type="Event")
+        assert r.status == 202
+        ids.add(r.headers["x-amzn-requestid"])
+    depth = http("GET", b.url + "/metrics").text
+    assert re.search(r'sluice_async_queue_depth\{function="one"\} [1-6]\b', depth), depth
+    recs = wait_for(lambda: len(jsonl(ok)) == 6 and jsonl(ok), timeout=30, what="six successes")
+    assert {x["requestContext"]["requestId"] for x in recs} == ids
+    assert all(x["requestContext"]["approximateInvokeCount"] == 1 for x in recs)
+    # Never more than the one reserved instance, never a throttle error surfaced.
+    inst = re.search(r'sluice_instances\{function="one"\} (\d+)',
+                     http("GET", b.url + "/metrics").text)
+    assert int(inst.group(1)) <= 1
+
+
+def test_corrupt_store_tail_is_reported_and_skipped(broker_factory, tmp_path):
+    ok = tmp_path / "ok.jsonl"
+    b = broker_factory({"Functions": [
+        fn("slow", "sleep", "sleep.handler", ReservedConcurrentExecutions=0,
+           EventInvokeConfig=eic(on_success="file://%s" % ok)),
+    ]}, check_exit=False)
+    b.stop()
+    log = b.state_dir / "store" / "store.log"
+    size = log.stat().st_size
+    with open(log, "ab") as f:
+        f.write(b"\x40\x00\x00\x00garbage-that-is-not-a-frame")
+    b.check_exit = True
+    b.start()
+    assert "corrupt" in b.log_text().lower() or "torn" in b.log_text().lower(), b.log_text()
+    assert log.stat().st_size == size
+    assert http("GET", b.url + "/health").status == 200
