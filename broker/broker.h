@@ -94,6 +94,18 @@ char *sl_iso8601_ms(int64_t epoch_ms, char *out, size_t outsz);
 void sl_uuid4(char out[37]);
 
 /* ---------------------------------------------------------------------------------------- */
+/* Network helpers.                                                                         */
+/* ---------------------------------------------------------------------------------------- */
+
+struct evhttp_request;
+/*
+ * Sets TCP_NODELAY on the request's connection. libevent's HTTP server does not, large bodies
+ * stall on Nagle/delayed-ACK without it, and libevent 2.1 has no accept-time hook: servers
+ * call this before answering, which covers everything they send.
+ */
+void sl_evhttp_nodelay(struct evhttp_request *req);
+
+/* ---------------------------------------------------------------------------------------- */
 /* Embedded durable store: an append-only, checksummed msgpack log under a directory.        */
 /*                                                                                          */
 /* It is a key/value log: put(key, value) and del(key). The live set is every key whose last */

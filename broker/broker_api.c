@@ -66,18 +66,6 @@ struct pending {
     br_api *api;
 };
 
-/* libevent's HTTP server does not set TCP_NODELAY, and libevent 2.1 has no hook at accept
- * time; setting it before we answer covers everything we send. */
-static void set_nodelay(struct evhttp_request *req)
-{
-    /* libevent's HTTP server does not set TCP_NODELAY; large bodies stall without it. */
-    struct evhttp_connection *conn = evhttp_request_get_connection(req);
-    struct bufferevent *bev = conn ? evhttp_connection_get_bufferevent(conn) : NULL;
-    int fd = bev ? bufferevent_getfd(bev) : -1;
-    int one = 1;
-    if (fd >= 0)
-        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-}
 
 static void send_json(struct evhttp_request *req, int status, const char *reason, json_t *body)
 {
@@ -438,7 +426,7 @@ static void on_request(struct evhttp_request *req, void *arg)
     const char *query = uri ? evhttp_uri_get_query(uri) : NULL;
     enum evhttp_cmd_type cmd = evhttp_request_get_command(req);
     char *name = NULL;
-    set_nodelay(req);
+    sl_evhttp_nodelay(req);
     api->inflight++;
     evhttp_request_set_on_complete_cb(req, on_reply_sent, api);
     if (!path) {

@@ -312,19 +312,6 @@ static int open_log_stream(struct inv_instance *in)
 /* Runtime API server                                                                       */
 /* ---------------------------------------------------------------------------------------- */
 
-static void set_nodelay(struct evhttp_request *req)
-{
-    struct evhttp_connection *conn = evhttp_request_get_connection(req);
-    if (!conn)
-        return;
-    struct bufferevent *bev = evhttp_connection_get_bufferevent(conn);
-    if (!bev)
-        return;
-    int fd = bufferevent_getfd(bev);
-    int one = 1;
-    if (fd >= 0)
-        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-}
 
 static void reply_json(struct evhttp_request *req, int code, const char *reason,
                        const char *error_type, const char *message)
@@ -595,7 +582,7 @@ static void on_runtime_request(struct evhttp_request *req, void *arg)
 
     /* libevent's HTTP server does not set TCP_NODELAY, and libevent 2.1 has no hook at
      * accept time; setting it before we answer covers everything we send. */
-    set_nodelay(req);
+    sl_evhttp_nodelay(req);
 
     if ((rest = path_after(uri, "/2018-06-01/runtime/invocation/")) != NULL) {
         if (strcmp(rest, "next") == 0) {
@@ -737,6 +724,8 @@ static void free_env(char **env)
     free(env);
 }
 
+static void instance_free(struct inv_instance *in);
+
 /*
  * Starts one instance of fn: a Runtime API server on an ephemeral loopback port, a pipe for
  * its output, a cgroup where possible, then fork+exec of the function's Command in its own
@@ -870,18 +859,7 @@ fail:
         close(pipefd[0]);
     if (pipefd[1] >= 0)
         close(pipefd[1]);
-    if (in->log_ev)
-        event_free(in->log_ev);
-    if (in->idle_ev)
-        event_free(in->idle_ev);
-    if (in->init_ev)
-        event_free(in->init_ev);
-    if (in->http)
-        evhttp_free(in->http);
-    if (in->logfile_fd >= 0)
-        close(in->logfile_fd);
-    cgroup_remove(in);
-    free(in);
+    instance_free(in);
     return err;
 }
 

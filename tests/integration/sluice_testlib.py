@@ -25,8 +25,8 @@ import yaml
 
 __all__ = [
     "wait_for", "timeout_scale", "free_port", "repo_root", "build_dir", "sluice_bin",
-    "runtime_path", "http", "invoke", "Response", "RespClient", "RedisError", "RedisServer",
-    "Broker", "BrokerExited", "tail",
+    "runtime_path", "function_config", "http", "invoke", "Response", "RespClient", "RedisError",
+    "RedisServer", "Broker", "BrokerExited", "tail",
 ]
 
 
@@ -116,6 +116,20 @@ def sluice_bin():
 def runtime_path(name):
     """Path of an example Runtime API client built by examples/: <build>/examples/<name>-runtime."""
     return build_dir() / "examples" / ("%s-runtime" % name)
+
+
+def function_config(name, runtime, handler, **extra):
+    """A Functions entry running one of the C example runtimes (echo, fail, sleep) with
+    `handler`; extra keys (Timeout, EventInvokeConfig, ...) are added or override."""
+    d = {
+        "FunctionName": name,
+        "Command": [str(runtime_path(runtime))],
+        "Handler": handler,
+        "Timeout": 3,
+        "MemorySize": 128,
+    }
+    d.update(extra)
+    return d
 
 
 def tail(text, lines=80):

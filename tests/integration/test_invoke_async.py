@@ -9,18 +9,10 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from sluice_testlib import http, invoke, repo_root, runtime_path, wait_for
+from sluice_testlib import function_config, http, invoke, repo_root, runtime_path, wait_for
 
 
-def fn(name, runtime, handler, **extra):
-    d = {
-        "FunctionName": name,
-        "Command": [str(runtime_path(runtime))],
-        "Handler": handler,
-        "Timeout": 3,
-    }
-    d.update(extra)
-    return d
+fn = function_config
 
 
 def eic(retries=2, base=0.2, on_success=None, on_failure=None, max_age=3600):

@@ -10,19 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from sluice_testlib import http, invoke, runtime_path, wait_for
+from sluice_testlib import function_config, http, invoke, runtime_path, wait_for
 
 
-def fn(name, runtime, handler, **extra):
-    d = {
-        "FunctionName": name,
-        "Command": [str(runtime_path(runtime))],
-        "Handler": handler,
-        "Timeout": 3,
-        "MemorySize": 128,
-    }
-    d.update(extra)
-    return d
+fn = function_config
 
 
 def metric(broker, name, function):
