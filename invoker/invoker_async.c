@@ -22,6 +22,14 @@
 #include "invoker/invoker_internal.h"
 
 #define ASYNC_PREFIX "async/"
+/*
+ * Payloads of queued events are kept in memory up to this many bytes in all; past it, a
+ * queued event keeps only its metadata and its payload is read back from the store when it
+ * is dispatched (a pread of a recently written file, usually from the page cache). This keeps
+ * the broker's memory bounded under any backlog at the cost of that read. The environment
+ * variable SLUICE_ASYNC_MEMORY_BYTES overrides it (tests use a small one).
+ */
+#define ASYNC_MEM_PAYLOAD_MAX (64u * 1024 * 1024)
 
 enum ev_state { EV_STORING, EV_READY, EV_WAITING, EV_RUNNING, EV_DELIVERING };
 enum ev_phase { PH_INVOKE = 0, PH_SUCCESS = 1, PH_FAILURE = 2 };
@@ -45,6 +53,7 @@ struct async_ev {
     uint8_t *last_resp;
     size_t last_len;
     enum ev_state state;
+    bool counted;                      /* payload counted in payload_bytes */
     struct event *timer;
     inv_accept_cb accept_cb;
     void *accept_arg;
@@ -61,6 +70,8 @@ struct inv_async {
     struct async_ev *all;       /* every event in memory, newest first */
     struct fn_queue *queues;
     int busy;                   /* events storing, running or delivering */
+    size_t payload_bytes;       /* payload bytes held in memory by queued events */
+    size_t payload_cap;         /* ASYNC_MEM_PAYLOAD_MAX or SLUICE_ASYNC_MEMORY_BYTES */
     bool freeing;
 };
 
@@ -87,6 +98,8 @@ static void ev_free(struct async_ev *ev)
 {
     if (!ev)
         return;
+    if (ev->payload && ev->counted)
+        ev->as->payload_bytes -= ev->len;
     if (ev->timer)
         event_free(ev->timer);
     free(ev->fn);
@@ -244,6 +257,8 @@ static struct async_ev *ev_unpack(struct inv_async *as, const char *key, const v
     }
     if (!ev->fn || !ev->payload || ev->phase > PH_FAILURE)
         goto bad;
+    as->payload_bytes += ev->len;
+    ev->counted = true;
     msgpack_unpacked_destroy(&u);
     return ev;
 bad:
@@ -301,6 +316,39 @@ static void enqueue(struct async_ev *ev)
     else
         q->head = ev;
     q->tail = ev;
+    if (ev->payload && ev->as->payload_bytes > ev->as->payload_cap && q->head != ev) {
+        ev->as->payload_bytes -= ev->len;
+        free(ev->payload);
+        ev->payload = NULL;
+        ev->counted = false;
+    }
+}
+
+/* Reads a queued event's payload back from the store (see ASYNC_MEM_PAYLOAD_MAX). */
+static int ev_reload(struct async_ev *ev)
+{
+    char key[64];
+    void *val = NULL;
+    size_t len = 0;
+    snprintf(key, sizeof(key), ASYNC_PREFIX "%s", ev->id);
+    int err = br_store_get(ev->as->inv->store, key, &val, &len);
+    if (err)
+        return err;
+    struct async_ev *copy = ev_unpack(ev->as, key, val, len);
+    free(val);
+    if (!copy)
+        return SL_ECORRUPT;
+    sl_debug("async", "%s: read event %s (%zu bytes) back from the store", ev->fn, ev->id,
+             copy->len);
+    ev->payload = copy->payload;
+    ev->len = copy->len;
+    ev->as->payload_bytes += ev->len;
+    ev->counted = true;
+    if (copy->counted)
+        ev->as->payload_bytes -= copy->len;
+    copy->payload = NULL;
+    ev_free(copy);
+    return 0;
 }
 
 static void on_timer(evutil_socket_t fd, short what, void *arg)
@@ -513,6 +561,18 @@ static void pump(struct inv_async *as, const char *name)
         const struct inv_function_config *fc = inv_function_get(inv, name);
         if (!fc)
             return; /* the function went away; the events stay stored */
+        if (!ev->payload) {
+            int rerr = ev_reload(ev);
+            if (rerr) {
+                sl_error("async", "%s: cannot read event %s back from the store: %s; it stays "
+                         "stored for a restart", name, ev->id, sl_strerror(rerr));
+                q->head = ev->qnext;
+                if (!q->head)
+                    q->tail = NULL;
+                set_busy(ev, EV_WAITING);
+                continue;
+            }
+        }
         if (fc->reserved_concurrency == 0 || too_old(ev, fc)) {
             q->head = ev->qnext;
             if (!q->head)
@@ -601,6 +661,8 @@ int inv_async_submit(inv_invoker *inv, const char *name, const void *payload, si
     }
     if (len)
         memcpy(ev->payload, payload, len);
+    as->payload_bytes += len;
+    ev->counted = true;
     msgpack_sbuffer sb;
     char key[64];
     snprintf(key, sizeof(key), ASYNC_PREFIX "%s", ev->id);
@@ -667,6 +729,10 @@ int inv_async_init(inv_invoker *inv)
     if (!as)
         return SL_ENOMEM;
     as->inv = inv;
+    as->payload_cap = ASYNC_MEM_PAYLOAD_MAX;
+    const char *cap = getenv("SLUICE_ASYNC_MEMORY_BYTES");
+    if (cap && *cap)
+        as->payload_cap = (size_t)strtoull(cap, NULL, 10);
     inv->async = as;
     return 0;
 }

@@ -271,3 +271,24 @@ def test_corrupt_store_tail_is_reported_and_skipped(broker_factory, tmp_path):
     assert "corrupt" in b.log_text().lower() or "torn" in b.log_text().lower(), b.log_text()
     assert log.stat().st_size == size
     assert http("GET", b.url + "/health").status == 200
+
+
+def test_backlog_payloads_leave_memory_and_come_back_intact(broker_factory, tmp_path):
+    """Past SLUICE_ASYNC_MEMORY_BYTES, queued payloads are dropped from memory and read back
+    from the store at dispatch: every event still runs with its exact payload."""
+    ok = tmp_path / "ok.jsonl"
+    b = broker_factory({"LogLevel": "DEBUG", "Functions": [
+        fn("one", "echo", "echo.handler", ReservedConcurrentExecutions=1,
+           EventInvokeConfig=eic(on_success="file://%s" % ok)),
+    ]}, env={"SLUICE_ASYNC_MEMORY_BYTES": "200000"})
+    sent = {}
+    for i in range(30):
+        payload = {"i": i, "pad": chr(97 + i % 26) * 50000}
+        r = invoke(b, "one", payload, invocation_type="Event")
+        assert r.status == 202
+        sent[r.headers["x-amzn-requestid"]] = payload
+    recs = wait_for(lambda: len(jsonl(ok)) == 30 and jsonl(ok), timeout=60, what="30 records")
+    for x in recs:
+        assert x["requestPayload"] == sent[x["requestContext"]["requestId"]]
+        assert x["responsePayload"] == x["requestPayload"]
+    assert "back from the store" in b.log_text()
