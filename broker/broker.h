@@ -97,13 +97,13 @@ void sl_uuid4(char out[37]);
 /* Network helpers.                                                                         */
 /* ---------------------------------------------------------------------------------------- */
 
-struct evhttp_request;
+struct evhttp_bound_socket;
 /*
- * Sets TCP_NODELAY on the request's connection. libevent's HTTP server does not, large bodies
- * stall on Nagle/delayed-ACK without it, and libevent 2.1 has no accept-time hook: servers
- * call this before answering, which covers everything they send.
+ * Sets TCP_NODELAY on a listening socket; on Linux the connections it accepts inherit it.
+ * libevent's HTTP server does not set it, and large bodies stall on Nagle/delayed-ACK
+ * without it. One call per listener instead of one setsockopt per request.
  */
-void sl_evhttp_nodelay(struct evhttp_request *req);
+void sl_listener_nodelay(struct evhttp_bound_socket *bound);
 
 /* ---------------------------------------------------------------------------------------- */
 /* Embedded durable store: an append-only, checksummed msgpack log under a directory.        */

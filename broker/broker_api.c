@@ -426,7 +426,6 @@ static void on_request(struct evhttp_request *req, void *arg)
     const char *query = uri ? evhttp_uri_get_query(uri) : NULL;
     enum evhttp_cmd_type cmd = evhttp_request_get_command(req);
     char *name = NULL;
-    sl_evhttp_nodelay(req);
     api->inflight++;
     evhttp_request_set_on_complete_cb(req, on_reply_sent, api);
     if (!path) {
@@ -510,6 +509,7 @@ int br_api_start(struct event_base *base, const char *listen, inv_invoker *inv, 
         free(api);
         return SL_EIO;
     }
+    sl_listener_nodelay(s);
     struct sockaddr_storage ss;
     socklen_t sl = sizeof(ss);
     int actual = (int)port;

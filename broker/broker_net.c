@@ -3,17 +3,14 @@
 #include <netinet/tcp.h>
 #include <sys/socket.h>
 
-#include <event2/bufferevent.h>
 #include <event2/http.h>
 
 #include "broker/broker.h"
 
-void sl_evhttp_nodelay(struct evhttp_request *req)
+void sl_listener_nodelay(struct evhttp_bound_socket *bound)
 {
-    struct evhttp_connection *conn = evhttp_request_get_connection(req);
-    struct bufferevent *bev = conn ? evhttp_connection_get_bufferevent(conn) : NULL;
-    int fd = bev ? bufferevent_getfd(bev) : -1;
     int one = 1;
+    int fd = bound ? evhttp_bound_socket_get_fd(bound) : -1;
     if (fd >= 0)
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 }

@@ -3,6 +3,7 @@
  * on 127.0.0.1, its stdout/stderr captured as the function's log stream, and (where the
  * machine allows) its own cgroup enforcing MemorySize and a CPU share.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -62,6 +63,42 @@ static bool file_has_word(const char *path, const char *word)
 }
 
 /*
+ * Removes the cgroups a broker that died without cleaning up (SIGKILL) left under root:
+ * "sluice-<pid>" folders whose pid is gone, with their per-instance "i<n>" children.
+ */
+static void cgroup_sweep_stale(const char *root)
+{
+    DIR *d = opendir(root);
+    if (!d)
+        return;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        int pid;
+        if (sscanf(e->d_name, "sluice-%d", &pid) != 1 || pid <= 0 || pid == (int)getpid())
+            continue;
+        if (kill(pid, 0) == 0 || errno != ESRCH)
+            continue;
+        char dir[600];
+        snprintf(dir, sizeof(dir), "%s/%s", root, e->d_name);
+        DIR *sub = opendir(dir);
+        if (sub) {
+            struct dirent *c;
+            while ((c = readdir(sub)) != NULL) {
+                if (c->d_name[0] != 'i')
+                    continue;
+                char leaf[900];
+                snprintf(leaf, sizeof(leaf), "%s/%s", dir, c->d_name);
+                rmdir(leaf);
+            }
+            closedir(sub);
+        }
+        if (rmdir(dir) == 0)
+            sl_info("invoker", "removed stale cgroup %s", dir);
+    }
+    closedir(d);
+}
+
+/*
  * Finds a place for per-instance cgroups: cgroup v2 with the memory controller delegable, or
  * the v1 memory hierarchy (and the v1 cpu one for the CPU share). Says once, at start-up, when
  * neither works, because then MemorySize is only reported, not enforced.
@@ -70,6 +107,9 @@ void inv_cgroup_probe(inv_invoker *inv)
 {
     char path[256];
     inv->cg_mode = 0;
+    cgroup_sweep_stale("/sys/fs/cgroup");
+    cgroup_sweep_stale("/sys/fs/cgroup/memory");
+    cgroup_sweep_stale("/sys/fs/cgroup/cpu");
     if (file_has_word("/sys/fs/cgroup/cgroup.controllers", "memory")) {
         snprintf(path, sizeof(path), "/sys/fs/cgroup/sluice-%d", (int)getpid());
         if ((mkdir(path, 0755) == 0 || errno == EEXIST) &&
@@ -183,13 +223,17 @@ static long max_memory_used_mb(struct inv_instance *in)
     char path[400], buf[256];
     long long bytes = -1;
     if (in->cgroup[0]) {
-        snprintf(path, sizeof(path), "%s/%s", in->cgroup,
-                 in->fn->inv->cg_mode == 1 ? "memory.peak" : "memory.max_usage_in_bytes");
-        FILE *f = fopen(path, "re");
-        if (f) {
-            if (fgets(buf, sizeof(buf), f))
+        if (in->cg_peak_fd < 0) {
+            snprintf(path, sizeof(path), "%s/%s", in->cgroup,
+                     in->fn->inv->cg_mode == 1 ? "memory.peak" : "memory.max_usage_in_bytes");
+            in->cg_peak_fd = open(path, O_RDONLY | O_CLOEXEC);
+        }
+        if (in->cg_peak_fd >= 0) {
+            ssize_t k = pread(in->cg_peak_fd, buf, sizeof(buf) - 1, 0);
+            if (k > 0) {
+                buf[k] = 0;
                 bytes = atoll(buf);
-            fclose(f);
+            }
         }
     }
     if (bytes < 0 && in->pid > 0) {
@@ -214,10 +258,8 @@ static long max_memory_used_mb(struct inv_instance *in)
 void inv_instance_log(struct inv_instance *in, const char *line, size_t len)
 {
     if (in->logfile_fd >= 0) {
-        struct iovec iov[2] = {{(void *)line, len}, {"\n", 1}};
-        if (writev(in->logfile_fd, iov, 2) < 0) {
-            /* The log is best effort: a full disk must not fail invocations. */
-        }
+        evbuffer_add(in->logq, line, len);
+        evbuffer_add(in->logq, "\n", 1);
     }
     struct inv_call *c = in->call;
     if (c && c->log_tail) {
@@ -258,6 +300,17 @@ static bool log_drain(struct inv_instance *in)
     }
 }
 
+/* Writes the queued log lines to the stream file. The log is best effort: a full disk must
+ * not fail invocations, so what cannot be written is dropped. */
+static void log_flush(struct inv_instance *in)
+{
+    while (in->logq && in->logfile_fd >= 0 && evbuffer_get_length(in->logq) > 0)
+        if (evbuffer_write(in->logq, in->logfile_fd) <= 0)
+            break;
+    if (in->logq)
+        evbuffer_drain(in->logq, evbuffer_get_length(in->logq));
+}
+
 static void log_close(struct inv_instance *in)
 {
     if (in->log_ev) {
@@ -275,6 +328,7 @@ static void on_log_readable(evutil_socket_t fd, short what, void *arg)
     struct inv_instance *in = arg;
     if (!log_drain(in))
         log_close(in);
+    log_flush(in);
 }
 
 /* Opens <state>/logs/<fn>/<yyyy>-<mm>-<dd>-<hex>.log and sets the Lambda stream name. */
@@ -422,6 +476,7 @@ static void finish_call(struct inv_instance *in, enum inv_status st, const uint8
     in->call = NULL;
     call->inst = NULL;
     inv_sched_call_finished(call, st, body, len, error_type);
+    log_flush(in);
 }
 
 /* The instance's invocation passed its Timeout: kill the instance, fail the invocation. */
@@ -519,8 +574,9 @@ static void handle_result(struct inv_instance *in, struct evhttp_request *req, c
         data = (const uint8_t *)"";
     in->state = INST_RETURNING;
     if (!is_error) {
-        reply_json(req, 202, "Accepted", NULL, "OK");
+        /* The caller's reply first: the runtime's 202 is off the critical path. */
         finish_call(in, INV_OK, data, len, NULL);
+        reply_json(req, 202, "Accepted", NULL, "OK");
         return;
     }
     const char *type =
@@ -531,7 +587,6 @@ static void handle_result(struct inv_instance *in, struct evhttp_request *req, c
      * {"errorMessage","errorType"}. */
     json_error_t jerr;
     json_t *doc = len ? json_loadb((const char *)data, len, 0, &jerr) : NULL;
-    reply_json(req, 202, "Accepted", NULL, "OK");
     if (doc && json_is_object(doc)) {
         finish_call(in, INV_FUNCTION_ERROR, data, len, type_copy ? type_copy : "Unhandled");
     } else {
@@ -543,6 +598,8 @@ static void handle_result(struct inv_instance *in, struct evhttp_request *req, c
         free(s);
         json_decref(o);
     }
+    /* Answered after the invocation completed, so the caller's reply is written first. */
+    reply_json(req, 202, "Accepted", NULL, "OK");
     json_decref(doc);
     free(type_copy);
 }
@@ -580,9 +637,6 @@ static void on_runtime_request(struct evhttp_request *req, void *arg)
     enum evhttp_cmd_type cmd = evhttp_request_get_command(req);
     const char *rest;
 
-    /* libevent's HTTP server does not set TCP_NODELAY, and libevent 2.1 has no hook at
-     * accept time; setting it before we answer covers everything we send. */
-    sl_evhttp_nodelay(req);
 
     if ((rest = path_after(uri, "/2018-06-01/runtime/invocation/")) != NULL) {
         if (strcmp(rest, "next") == 0) {
@@ -745,14 +799,18 @@ int inv_instance_spawn(struct inv_fn *fn, bool provisioned, struct inv_instance 
     in->generation = fn->generation;
     in->log_fd = -1;
     in->logfile_fd = -1;
+    in->cg_peak_fd = -1;
     in->state = INST_STARTING;
     /* A provisioned instance initialises before any invocation: no call pays for its init,
      * so no REPORT line carries an Init Duration (as in Lambda). */
     in->provisioned = provisioned;
     in->init_reported = provisioned;
 
+    /* START/END/REPORT are queued here and written once per invocation, off the path of
+     * the answer (one write instead of three). */
+    in->logq = evbuffer_new();
     in->http = evhttp_new(inv->base);
-    if (!in->http)
+    if (!in->http || !in->logq)
         goto fail;
     evhttp_set_max_body_size(in->http, 64 * 1024 * 1024);
     evhttp_set_allowed_methods(in->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST);
@@ -770,6 +828,7 @@ int inv_instance_spawn(struct inv_fn *fn, bool provisioned, struct inv_instance 
         goto fail;
     }
     in->port = ntohs(sa.sin_port);
+    sl_listener_nodelay(bound);
 
     if (pipe2(pipefd, O_CLOEXEC) != 0) {
         err = SL_EIO;
@@ -959,6 +1018,7 @@ static void instance_free(struct inv_instance *in)
         kill(in->pid, SIGKILL);
         waitpid(in->pid, NULL, 0);
     }
+    log_flush(in);
     log_close(in);
     if (in->idle_ev)
         event_free(in->idle_ev);
@@ -968,6 +1028,10 @@ static void instance_free(struct inv_instance *in)
         evhttp_free(in->http);
     if (in->logfile_fd >= 0)
         close(in->logfile_fd);
+    if (in->cg_peak_fd >= 0)
+        close(in->cg_peak_fd);
+    if (in->logq)
+        evbuffer_free(in->logq);
     cgroup_remove(in);
     free(in->init_error);
     free(in->init_error_type);

@@ -78,6 +78,8 @@ struct inv_instance {
     size_t linelen;
     char stream[96];           /* AWS_LAMBDA_LOG_STREAM_NAME */
     char cgroup[300];          /* "" when not in a cgroup of ours */
+    int cg_peak_fd;            /* the cgroup's peak-memory file, opened on first use */
+    struct evbuffer *logq;     /* log lines waiting for one write */
     int64_t spawn_ns;
     double init_ms;            /* set at the first /next */
     bool init_reported;        /* Init Duration already in a REPORT line */

@@ -174,8 +174,9 @@ def test_destination_down_is_retried_not_lost(broker_factory, tmp_path):
 
 def test_sigkill_loses_no_accepted_event(broker_factory, tmp_path):
     ok = tmp_path / "ok.jsonl"
+    # A function slower than the clients (4 x 10 ms), so a backlog is pending at the kill.
     b = broker_factory({"Functions": [
-        fn("echo", "echo", "echo.handler", ReservedConcurrentExecutions=4,
+        fn("echo", "sleep", "sleep.handler", ReservedConcurrentExecutions=4,
            EventInvokeConfig=eic(on_success="file://%s" % ok)),
     ]}, check_exit=False)
     accepted = {}
@@ -185,7 +186,7 @@ def test_sigkill_loses_no_accepted_event(broker_factory, tmp_path):
     def client(k):
         i = 0
         while not stop.is_set() and i < 125:
-            payload = {"client": k, "i": i}
+            payload = {"ms": 10, "client": k, "i": i}
             try:
                 r = invoke(b, "echo", payload, invocation_type="Event", timeout=10)
             except OSError:
@@ -211,7 +212,7 @@ def test_sigkill_loses_no_accepted_event(broker_factory, tmp_path):
     # Send the rest so that 1,000 events were accepted in all.
     k = 0
     while len(accepted) < 1000:
-        payload = {"client": "after", "i": k}
+        payload = {"ms": 10, "client": "after", "i": k}
         r = invoke(b, "echo", payload, invocation_type="Event")
         assert r.status == 202
         accepted[r.headers["x-amzn-requestid"]] = payload
