@@ -250,12 +250,8 @@ static void on_sync_done(const struct inv_result *r, void *arg)
             evhttp_add_header(h, "X-Amz-Log-Result", t);
         free(t);
     }
-    struct evbuffer *b = evbuffer_new();
-    if (b)
-        evbuffer_add(b, r->payload, r->payload_len);
-    evhttp_send_reply(req, 200, "OK", b);
-    if (b)
-        evbuffer_free(b);
+    evbuffer_add(evhttp_request_get_output_buffer(req), r->payload, r->payload_len);
+    evhttp_send_reply(req, 200, "OK", NULL);
 }
 
 static void on_async_accepted(int err, const char *request_id, void *arg)

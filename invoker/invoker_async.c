@@ -648,7 +648,7 @@ int inv_async_submit(inv_invoker *inv, const char *name, const void *payload, si
     if (!ev)
         return SL_ENOMEM;
     ev->as = as;
-    sl_uuid4(ev->id);
+    sl_idgen_uuid4(&inv->ids, ev->id);
     ev->fn = strdup(name);
     ev->payload = malloc(len ? len : 1);
     ev->len = len;

@@ -311,6 +311,30 @@ static void log_flush(struct inv_instance *in)
         evbuffer_drain(in->logq, evbuffer_get_length(in->logq));
 }
 
+static void on_log_flush(evutil_socket_t fd, short what, void *arg)
+{
+    log_flush(arg);
+}
+
+/*
+ * Log writes are batched: at most every 20 ms, or at once past 64 KB, so a busy instance
+ * costs one write per batch rather than one per invocation.
+ */
+static void log_schedule_flush(struct inv_instance *in)
+{
+    size_t n = in->logq ? evbuffer_get_length(in->logq) : 0;
+    if (n == 0)
+        return;
+    if (n >= 64 * 1024 || !in->logflush_ev) {
+        log_flush(in);
+        return;
+    }
+    if (!evtimer_pending(in->logflush_ev, NULL)) {
+        struct timeval tv = {0, 20000};
+        evtimer_add(in->logflush_ev, &tv);
+    }
+}
+
 static void log_close(struct inv_instance *in)
 {
     if (in->log_ev) {
@@ -328,7 +352,7 @@ static void on_log_readable(evutil_socket_t fd, short what, void *arg)
     struct inv_instance *in = arg;
     if (!log_drain(in))
         log_close(in);
-    log_flush(in);
+    log_schedule_flush(in);
 }
 
 /* Opens <state>/logs/<fn>/<yyyy>-<mm>-<dd>-<hex>.log and sets the Lambda stream name. */
@@ -366,6 +390,16 @@ static int open_log_stream(struct inv_instance *in)
 /* Runtime API server                                                                       */
 /* ---------------------------------------------------------------------------------------- */
 
+
+/* The Runtime API's 202 {"status":"OK"}, without building JSON each time. */
+static void reply_accepted(struct evhttp_request *req)
+{
+    static const char ok[] = "{\"status\":\"OK\"}";
+    evbuffer_add(evhttp_request_get_output_buffer(req), ok, sizeof(ok) - 1);
+    evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
+                      "application/json");
+    evhttp_send_reply(req, 202, "Accepted", NULL);
+}
 
 static void reply_json(struct evhttp_request *req, int code, const char *reason,
                        const char *error_type, const char *message)
@@ -430,12 +464,8 @@ void inv_instance_assign(struct inv_instance *in, struct inv_call *call)
     struct timeval tv = {in->fn->cfg.timeout_s, 0};
     evtimer_add(call->timeout_ev, &tv);
 
-    struct evbuffer *body = evbuffer_new();
-    if (body)
-        evbuffer_add(body, call->payload, call->len);
-    evhttp_send_reply(req, 200, "OK", body);
-    if (body)
-        evbuffer_free(body);
+    evbuffer_add(evhttp_request_get_output_buffer(req), call->payload, call->len);
+    evhttp_send_reply(req, 200, "OK", NULL);
     (void)inv;
 }
 
@@ -469,14 +499,17 @@ static void finish_call(struct inv_instance *in, enum inv_status st, const uint8
     struct inv_call *call = in->call;
     if (!call)
         return;
-    if (in->log_fd >= 0 && !log_drain(in))
+    /* X-Amz-Log-Result must hold what the handler printed before answering: read the pipe
+     * now. Without a tail wanted, the loop reads it as usual (one read syscall saved per
+     * invocation; a handler's last lines may then follow END in the stream by a few ms). */
+    if (call->want_log_tail && in->log_fd >= 0 && !log_drain(in))
         log_close(in);
     double ms = (double)(sl_mono_ns() - call->start_ns) / 1e6;
     log_report(in, call, ms);
     in->call = NULL;
     call->inst = NULL;
     inv_sched_call_finished(call, st, body, len, error_type);
-    log_flush(in);
+    log_schedule_flush(in);
 }
 
 /* The instance's invocation passed its Timeout: kill the instance, fail the invocation. */
@@ -576,7 +609,7 @@ static void handle_result(struct inv_instance *in, struct evhttp_request *req, c
     if (!is_error) {
         /* The caller's reply first: the runtime's 202 is off the critical path. */
         finish_call(in, INV_OK, data, len, NULL);
-        reply_json(req, 202, "Accepted", NULL, "OK");
+        reply_accepted(req);
         return;
     }
     const char *type =
@@ -599,7 +632,7 @@ static void handle_result(struct inv_instance *in, struct evhttp_request *req, c
         json_decref(o);
     }
     /* Answered after the invocation completed, so the caller's reply is written first. */
-    reply_json(req, 202, "Accepted", NULL, "OK");
+    reply_accepted(req);
     json_decref(doc);
     free(type_copy);
 }
@@ -621,7 +654,7 @@ static void handle_init_error(struct inv_instance *in, struct evhttp_request *re
     free(in->init_error_type);
     in->init_error = strndup(data ? (const char *)data : "", len);
     in->init_error_type = strdup(type && *type ? type : "Runtime.Unknown");
-    reply_json(req, 202, "Accepted", NULL, "OK");
+    reply_accepted(req);
     char esc[300];
     sl_warn("invoker", "%s: instance %d reported an init error (%s): %s", in->fn->cfg.name,
             (int)in->pid, in->init_error_type ? in->init_error_type : "?",
@@ -839,9 +872,10 @@ int inv_instance_spawn(struct inv_fn *fn, bool provisioned, struct inv_instance 
     if (!env)
         goto fail;
     in->idle_ev = evtimer_new(inv->base, on_idle_timeout, in);
+    in->logflush_ev = evtimer_new(inv->base, on_log_flush, in);
     in->init_ev = evtimer_new(inv->base, on_init_deadline, in);
     in->log_ev = event_new(inv->base, pipefd[0], EV_READ | EV_PERSIST, on_log_readable, in);
-    if (!in->idle_ev || !in->init_ev || !in->log_ev)
+    if (!in->idle_ev || !in->init_ev || !in->log_ev || !in->logflush_ev)
         goto fail;
     cgroup_create(in, ++inv->instance_serial);
 
@@ -1020,6 +1054,8 @@ static void instance_free(struct inv_instance *in)
     }
     log_flush(in);
     log_close(in);
+    if (in->logflush_ev)
+        event_free(in->logflush_ev);
     if (in->idle_ev)
         event_free(in->idle_ev);
     if (in->init_ev)

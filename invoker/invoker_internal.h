@@ -80,6 +80,7 @@ struct inv_instance {
     char cgroup[300];          /* "" when not in a cgroup of ours */
     int cg_peak_fd;            /* the cgroup's peak-memory file, opened on first use */
     struct evbuffer *logq;     /* log lines waiting for one write */
+    struct event *logflush_ev; /* writes logq at most 20 ms later */
     int64_t spawn_ns;
     double init_ms;            /* set at the first /next */
     bool init_reported;        /* Init Duration already in a REPORT line */
@@ -146,6 +147,7 @@ struct inv_invoker {
     char cg_root[256];         /* our parent cgroup (v2 or v1 memory) */
     char cg_cpu_root[256];     /* v1 cpu controller parent, "" if none */
     unsigned long instance_serial; /* names instance cgroups */
+    struct sl_idgen ids;       /* request and trace ids */
     struct inv_async *async;
     struct inv_dest *dest;
 };

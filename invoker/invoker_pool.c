@@ -367,16 +367,16 @@ int inv_invoke(inv_invoker *inv, const char *name, const void *payload, size_t l
     if (opts && opts->request_id)
         snprintf(c->id, sizeof(c->id), "%s", opts->request_id);
     else
-        sl_uuid4(c->id);
+        sl_idgen_uuid4(&inv->ids, c->id);
     if (opts && opts->trace_id) {
         c->trace_id = strdup(opts->trace_id);
     } else {
         char tid[80], u[37];
-        sl_uuid4(u);
-        /* Root=1-<8 hex epoch seconds>-<24 hex>, as X-Ray ids look. */
-        snprintf(tid, sizeof(tid), "Root=1-%08llx-%.8s%.4s%.4s%.4s;Parent=%.8s%.8s;Sampled=0",
+        sl_idgen_uuid4(&inv->ids, u);
+        /* Root=1-<8 hex epoch seconds>-<24 hex>;Parent=<16 hex>, as X-Ray ids look. */
+        snprintf(tid, sizeof(tid), "Root=1-%08llx-%.8s%.4s%.4s%.4s%.4s;Parent=%.8s%.8s;Sampled=0",
                  (unsigned long long)(sl_now_ms() / 1000), u, u + 9, u + 14, u + 19, u + 24,
-                 u + 28);
+                 u + 28, u + 24);
         c->trace_id = strdup(tid);
     }
     if (opts && opts->client_context)
@@ -429,6 +429,7 @@ int inv_new(struct event_base *base, const struct inv_options *opts, inv_invoker
     inv->region = dup_or(opts->region, "us-east-1");
     inv->account_id = dup_or(opts->account_id, "000000000000");
     inv->store = opts->store;
+    sl_idgen_init(&inv->ids);
     inv->sigchld_ev = evsignal_new(base, SIGCHLD, on_sigchld, inv);
     inv->reap_ev = evtimer_new(base, on_reap, inv);
     if (!inv->state_dir || !inv->region || !inv->account_id || !inv->sigchld_ev ||
