@@ -242,7 +242,7 @@ def test_throttled_async_events_wait_for_capacity(broker_factory, tmp_path):
     ]})
     ids = set()
     for i in range(6):
-        r = invoke(b, "one", "150", invocation_type="Event")
+        r = invoke(b, "one", "400", invocation_type="Event")
         assert r.status == 202
         ids.add(r.headers["x-amzn-requestid"])
     depth = http("GET", b.url + "/metrics").text
@@ -279,17 +279,24 @@ def test_backlog_payloads_leave_memory_and_come_back_intact(broker_factory, tmp_
     from the store at dispatch: every event still runs with its exact payload."""
     ok = tmp_path / "ok.jsonl"
     b = broker_factory({"LogLevel": "DEBUG", "Functions": [
-        fn("one", "echo", "echo.handler", ReservedConcurrentExecutions=1,
+        fn("one", "sleep", "sleep.handler", ReservedConcurrentExecutions=1,
            EventInvokeConfig=eic(on_success="file://%s" % ok)),
     ]}, env={"SLUICE_ASYNC_MEMORY_BYTES": "200000"})
+    # Hold the only slot with a slow sync call, so every async event queues behind it.
+    held = {}
+    t = threading.Thread(target=lambda: held.update(r=invoke(b, "one", "1500", timeout=30)))
+    t.start()
+    wait_for(lambda: re.search(r'sluice_concurrent_executions\{function="one"\} 1',
+                               http("GET", b.url + "/metrics").text), what="slot held")
     sent = {}
     for i in range(30):
-        payload = {"i": i, "pad": chr(97 + i % 26) * 50000}
+        payload = {"ms": 1, "i": i, "pad": chr(97 + i % 26) * 50000}
         r = invoke(b, "one", payload, invocation_type="Event")
         assert r.status == 202
         sent[r.headers["x-amzn-requestid"]] = payload
+    t.join()
+    assert held["r"].status == 200
     recs = wait_for(lambda: len(jsonl(ok)) == 30 and jsonl(ok), timeout=60, what="30 records")
     for x in recs:
         assert x["requestPayload"] == sent[x["requestContext"]["requestId"]]
-        assert x["responsePayload"] == x["requestPayload"]
     assert "back from the store" in b.log_text()
