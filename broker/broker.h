@@ -181,6 +181,7 @@ void br_store_stats(const br_store *st, struct br_store_stats *out);
 /* ---------------------------------------------------------------------------------------- */
 
 struct inv_function_config; /* invoker/invoker.h */
+struct pl_mapping_config;   /* pollers/pollers.h */
 
 struct br_config {
     char *path;             /* absolute path of the file */
@@ -192,6 +193,9 @@ struct br_config {
     char *log_level;        /* LogLevel extension: DEBUG | INFO | WARN | ERROR, default INFO */
     struct inv_function_config *functions; /* array of nfunctions */
     size_t nfunctions;
+    struct pl_mapping_config *mappings; /* EventSourceMappings: array of nmappings, validated,
+                                           each with its UUID (given or derived) */
+    size_t nmappings;
 };
 
 /*

@@ -23,6 +23,7 @@
 #include <openssl/evp.h>
 
 #include "broker/broker_internal.h"
+#include "pollers/pollers.h"
 
 /* Bodies past this are refused by libevent itself (connection closed); below it, past the
  * Lambda limits, we answer 413 RequestTooLargeException. */
@@ -32,6 +33,7 @@ struct br_api {
     struct event_base *base;
     struct evhttp *http;
     inv_invoker *inv;
+    pl_pollers *pollers;
     bool draining;
     int inflight;               /* requests accepted and not yet completely sent */
     void (*idle_cb)(void *arg); /* br_api_when_idle */
@@ -381,8 +383,10 @@ static void handle_invoke(br_api *api, struct evhttp_request *req, const char *r
 static void handle_metrics(br_api *api, struct evhttp_request *req)
 {
     char *text = inv_metrics_text(api->inv);
+    char *ptext = api->pollers ? pl_metrics_text(api->pollers) : NULL;
     struct evbuffer *b = evbuffer_new();
-    if (!text || !b) {
+    if (!text || !b || (api->pollers && !ptext)) {
+        free(ptext);
         free(text);
         if (b)
             evbuffer_free(b);
@@ -390,10 +394,13 @@ static void handle_metrics(br_api *api, struct evhttp_request *req)
         return;
     }
     evbuffer_add(b, text, strlen(text));
+    if (ptext)
+        evbuffer_add(b, ptext, strlen(ptext));
     evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
                       "text/plain; version=0.0.4");
     evhttp_send_reply(req, 200, "OK", b);
     evbuffer_free(b);
+    free(ptext);
     free(text);
 }
 
@@ -518,6 +525,11 @@ int br_api_start(struct event_base *base, const char *listen, inv_invoker *inv, 
     snprintf(bound, boundsz, "%s:%d", host, actual);
     *out = api;
     return 0;
+}
+
+void br_api_set_pollers(br_api *api, struct pl_pollers *pl)
+{
+    api->pollers = pl;
 }
 
 void br_api_set_draining(br_api *api)

@@ -17,8 +17,13 @@
  *   - Handler is optional, default "index.handler" (Lambda's own console default).
  *   - Environment values may be any non-null scalar and are kept as written (`PORT: 8080` is
  *     "8080"), as CloudFormation does; maps, lists and null are refused.
- *   - EventSourceMappings is refused with "not supported by this build yet" until the mapping
- *     issue lands, rather than silently ignored.
+ *   - EventSourceMappings are read after Functions (a mapping names a function of this file)
+ *     and each is checked by pl_mapping_validate, the pollers' own rules, whose message becomes
+ *     "FILE:LINE: EventSourceMappings[i].Field: reason" at the line of the field it names.
+ *     Lambda's mapping keys that this build has no use for (StartingPosition,
+ *     MaximumRetryAttempts, DestinationConfig, Topics, ...) are refused by name with the
+ *     reason (a queue source retries through its redrive policy), not as unknown keys. Two
+ *     mappings of one function to the same EventSourceArn, or two with one UUID, are refused.
  *   - file:// destinations take an absolute path (file:///var/dlq.jsonl); file://./x and
  *     file://../x are accepted as a convenience and stored resolved against the config folder.
  *   - Relative paths are joined onto the config folder (itself a realpath) with only their
@@ -40,10 +45,12 @@
 
 #include "broker/broker.h"
 #include "invoker/invoker.h"
+#include "pollers/pollers.h"
 
 #define CFG_FILE_MAX (4u * 1024u * 1024u) /* a config file is a few KB; refuse anything odd */
 #define CFG_ENV_MAX 4096                  /* Lambda's 4 KB: bytes of names plus values */
-#define CFG_MAX_KEYS 16                   /* the largest key table below */
+#define CFG_MAX_KEYS 32                   /* the largest key table below */
+#define CFG_ERR_MAX 512                   /* pl_mapping_validate's sentence */
 #define CFG_DEFAULT_LISTEN "127.0.0.1:9070"
 #define CFG_DEFAULT_HANDLER "index.handler"
 #define CFG_DEFAULT_LOG_LEVEL "INFO"
@@ -68,6 +75,7 @@ struct cfg_key {
     bool min_open;              /* set_num: value must be > min rather than >= min */
     const struct cfg_key *sub;  /* set_sub: the nested map's table, applied to obj + offset */
     size_t nsub;
+    const char *why;            /* set_refused: why the key is refused, for redis:// sources */
 };
 
 struct cfg_ctx {
@@ -78,6 +86,8 @@ struct cfg_ctx {
     char *err;                 /* the first error, malloc'd */
     char path[512];            /* key path of the node being read, "Functions[0].Timeout" */
     yaml_node_t *functions;    /* the Functions list, read after every top-level scalar */
+    yaml_node_t *mappings;     /* the EventSourceMappings list, read after Functions */
+    bool esm_redis;            /* the mapping being read has a redis:// (or no) source */
     const char **fn_names;     /* FunctionName of each item, borrowed from doc (function:X) */
     size_t nfn_names;
     long reserved_sum;         /* ReservedConcurrentExecutions so far, in file order */
@@ -599,8 +609,7 @@ static bool valid_redis_uri(const char *s)
 /* The walker.                                                                              */
 /* ---------------------------------------------------------------------------------------- */
 
-static int set_unsupported(struct cfg_ctx *c, yaml_node_t *val, void *obj,
-                           const struct cfg_key *k);
+static int set_refused(struct cfg_ctx *c, yaml_node_t *val, void *obj, const struct cfg_key *k);
 
 /*
  * Applies table keys[0..nkeys) to the mapping node map, writing through obj. Refuses
@@ -647,7 +656,7 @@ static int cfg_walk(struct cfg_ctx *c, yaml_node_t *map, const struct cfg_key *k
             size_t len = 0, j;
 
             for (j = 0; j < nkeys && len < sizeof(known); j++)
-                if (keys[j].set != set_unsupported)
+                if (keys[j].set != set_refused)
                     len += (size_t)snprintf(known + len, sizeof(known) - len, "%s%s",
                                             len ? ", " : "", keys[j].name);
             return cfg_err(c, node_line(key), "unknown key (known keys here: %s)", known);
@@ -733,10 +742,13 @@ static int set_sub(struct cfg_ctx *c, yaml_node_t *val, void *obj, const struct 
     return cfg_walk(c, val, k->sub, k->nsub, field(obj, k), NULL);
 }
 
-static int set_unsupported(struct cfg_ctx *c, yaml_node_t *val, void *obj,
-                           const struct cfg_key *k)
+/* A key Lambda has that this build refuses: k->why says why for a redis:// source. Any other
+ * source is refused as a whole anyway, so for it the key is merely not supported yet. */
+static int set_refused(struct cfg_ctx *c, yaml_node_t *val, void *obj, const struct cfg_key *k)
 {
-    return cfg_err(c, c->key_line, "event source mappings are not supported by this build yet");
+    if (!c->esm_redis)
+        return cfg_err(c, c->key_line, "%s is not supported by this build yet", k->name);
+    return cfg_err(c, c->key_line, "%s %s", k->name, k->why);
 }
 
 static int set_listen(struct cfg_ctx *c, yaml_node_t *val, void *obj, const struct cfg_key *k)
@@ -1048,6 +1060,121 @@ static int set_destination(struct cfg_ctx *c, yaml_node_t *val, void *obj,
                    "redis://host:port/stream or function:NAME)", shown(c, val));
 }
 
+/* EventSourceMappings: kept for after Functions, whose names the mappings refer to. */
+static int set_mappings(struct cfg_ctx *c, yaml_node_t *val, void *obj, const struct cfg_key *k)
+{
+    if (val->type != YAML_SEQUENCE_NODE)
+        return type_err(c, val, "a list");
+    c->mappings = val;
+    return 0;
+}
+
+/* A mapping's FunctionName: a bare function name (not an ARN or alias) of this file. */
+static int set_esm_function(struct cfg_ctx *c, yaml_node_t *val, void *obj,
+                            const struct cfg_key *k)
+{
+    const char *s;
+    size_t i;
+    int rc = get_str(c, val, &s);
+
+    if (rc < 0)
+        return rc;
+    if (!valid_function_name(s))
+        return cfg_err(c, node_line(val), "\"%s\" must match [A-Za-z0-9_-]{1,64}", shown(c, val));
+    for (i = 0; i < c->cfg->nfunctions; i++)
+        if (strcmp(c->cfg->functions[i].name, s) == 0)
+            break;
+    if (i == c->cfg->nfunctions)
+        return cfg_err(c, node_line(val), "\"%s\" names no function of this file", shown(c, val));
+    return set_str(c, val, obj, k);
+}
+
+/* EventSourceArn: a non-empty string here; pl_mapping_validate reads the URI itself. Never
+ * quoted in messages: it may hold a password. */
+static int set_esm_arn(struct cfg_ctx *c, yaml_node_t *val, void *obj, const struct cfg_key *k)
+{
+    const char *s;
+    int rc = get_str(c, val, &s);
+
+    if (rc < 0)
+        return rc;
+    if (!*s)
+        return cfg_err(c, node_line(val), "must not be empty");
+    return set_str(c, val, obj, k);
+}
+
+/* MaximumBatchingWindowInSeconds: whole seconds, as Lambda takes it, into a double field. */
+static int set_window(struct cfg_ctx *c, yaml_node_t *val, void *obj, const struct cfg_key *k)
+{
+    long v;
+    int rc = get_int(c, val, (long)k->min, (long)k->max, &v);
+
+    if (rc < 0)
+        return rc;
+    *(double *)field(obj, k) = (double)v;
+    return 0;
+}
+
+/* FunctionResponseTypes: at most one item, ReportBatchItemFailures (Lambda's only value). */
+static int set_response_types(struct cfg_ctx *c, yaml_node_t *val, void *obj,
+                              const struct cfg_key *k)
+{
+    struct pl_mapping_config *mc = obj;
+    yaml_node_item_t *it;
+    size_t n, i;
+    int rc;
+
+    if (val->type != YAML_SEQUENCE_NODE)
+        return type_err(c, val, "a list");
+    n = (size_t)(val->data.sequence.items.top - val->data.sequence.items.start);
+    for (i = 0, it = val->data.sequence.items.start; i < n; i++, it++) {
+        yaml_node_t *item = yaml_document_get_node(c->doc, *it);
+        size_t saved = path_push(c, "[%zu]", i);
+        const char *s;
+
+        if (!item)
+            return cfg_err(c, node_line(val), "malformed YAML document");
+        if (i > 0)
+            return cfg_err(c, node_line(item), "at most 1 item (Lambda's limit)");
+        rc = get_str(c, item, &s);
+        if (rc < 0)
+            return rc;
+        if (strcmp(s, "ReportBatchItemFailures") != 0)
+            return cfg_err(c, node_line(item), "\"%s\" is not a response type (the only one is "
+                           "ReportBatchItemFailures)", shown(c, item));
+        mc->report_batch_item_failures = true;
+        path_pop(c, saved);
+    }
+    return 0;
+}
+
+/* UUID (extension): 8-4-4-4-12 hexadecimal digits, stored in lowercase. */
+static int set_uuid(struct cfg_ctx *c, yaml_node_t *val, void *obj, const struct cfg_key *k)
+{
+    char *dst = field(obj, k);
+    const char *s;
+    size_t i;
+    int rc = get_str(c, val, &s);
+
+    if (rc < 0)
+        return rc;
+    for (i = 0; i < 36; i++) {
+        char ch = s[i];
+        bool dash = i == 8 || i == 13 || i == 18 || i == 23;
+        bool hex = (ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'f') ||
+                   (ch >= 'A' && ch <= 'F');
+        if (dash ? ch != '-' : !hex)
+            break;
+    }
+    if (i < 36 || s[36] != '\0')
+        return cfg_err(c, node_line(val), "\"%s\" is not a UUID (36 characters: 8-4-4-4-12 "
+                       "hexadecimal digits)", shown(c, val));
+    for (i = 0; i < 36; i++)
+        dst[i] = (s[i] >= 'A' && s[i] <= 'F') ? (char)(s[i] - 'A' + 'a') : s[i];
+    dst[36] = '\0';
+    return 0;
+}
+
 /* ---------------------------------------------------------------------------------------- */
 /* Key tables.                                                                              */
 /* ---------------------------------------------------------------------------------------- */
@@ -1107,6 +1234,61 @@ static const struct cfg_key function_keys[] = {
      .min = 1, .max = 86400},
 };
 
+#define MC_OFF(f) offsetof(struct pl_mapping_config, f)
+
+static const struct cfg_key scaling_keys[] = {
+    {.name = "MaximumConcurrency", .set = set_int, .offset = MC_OFF(max_concurrency), .min = 2,
+     .max = 1000},
+};
+
+/* A Lambda mapping key this build refuses (never a "known key" in messages), with why. */
+#define REFUSED(key, reason) {.name = (key), .set = set_refused, .why = (reason)}
+#define WHY_QUEUE                                                                            \
+    "does not apply to redis:// sources (queue semantics: a failed message is received "     \
+    "again after VisibilityTimeout and moved to deadLetterTarget after maxReceiveCount "     \
+    "receives: the queue's redrive policy, set in the EventSourceArn query)"
+#define WHY_STREAM                                                                           \
+    "does not apply to redis:// sources (it is for ordered stream sources such as Kafka "    \
+    "and Postgres; a mapping on a Redis stream is a queue consumer)"
+#define WHY_KAFKA "is for Kafka sources, which this build does not support yet"
+#define WHY_OTHER "is not supported by this build yet"
+
+/* Indexes of the keys load_mapping checks after the walk. */
+enum { MK_NAME = 0, MK_ARN = 1, MK_UUID = 7 };
+
+static const struct cfg_key mapping_keys[] = {
+    [MK_NAME] = {.name = "FunctionName", .set = set_esm_function, .offset = MC_OFF(function_name)},
+    [MK_ARN] = {.name = "EventSourceArn", .set = set_esm_arn, .offset = MC_OFF(event_source_arn)},
+    {.name = "BatchSize", .set = set_int, .offset = MC_OFF(batch_size), .min = 1, .max = 10000},
+    {.name = "MaximumBatchingWindowInSeconds", .set = set_window, .offset = MC_OFF(window_s),
+     .min = 0, .max = 300},
+    {.name = "Enabled", .set = set_bool, .offset = MC_OFF(enabled)},
+    {.name = "FunctionResponseTypes", .set = set_response_types},
+    {.name = "ScalingConfig", .set = set_sub, .sub = scaling_keys, .nsub = NKEYS(scaling_keys)},
+    [MK_UUID] = {.name = "UUID", .set = set_uuid, .offset = MC_OFF(uuid)},
+    REFUSED("BisectBatchOnFunctionError", WHY_QUEUE),
+    REFUSED("MaximumRetryAttempts", WHY_QUEUE),
+    REFUSED("MaximumRecordAgeInSeconds", WHY_QUEUE),
+    REFUSED("DestinationConfig", WHY_QUEUE),
+    REFUSED("StartingPosition", WHY_STREAM),
+    REFUSED("StartingPositionTimestamp", WHY_STREAM),
+    REFUSED("ParallelizationFactor", WHY_STREAM),
+    REFUSED("TumblingWindowInSeconds", WHY_STREAM),
+    REFUSED("Topics", WHY_KAFKA),
+    REFUSED("SelfManagedEventSource", WHY_KAFKA),
+    REFUSED("SelfManagedKafkaEventSourceConfig", WHY_KAFKA),
+    REFUSED("AmazonManagedKafkaEventSourceConfig", WHY_KAFKA),
+    REFUSED("SourceAccessConfigurations", WHY_KAFKA),
+    REFUSED("Queues", WHY_OTHER),
+    REFUSED("DocumentDBEventSourceConfig", WHY_OTHER),
+    REFUSED("FilterCriteria", WHY_OTHER),
+    REFUSED("KMSKeyArn", WHY_OTHER),
+    REFUSED("ProvisionedPollerConfig", WHY_OTHER),
+    REFUSED("MetricsConfig", WHY_OTHER),
+    REFUSED("LoggingConfig", WHY_OTHER),
+    REFUSED("Tags", WHY_OTHER),
+};
+
 #define CFG_OFF(f) offsetof(struct br_config, f)
 
 enum { TK_LISTEN };
@@ -1119,12 +1301,13 @@ static const struct cfg_key top_keys[] = {
     {.name = "AllowNonLoopbackListen", .set = set_bool, .offset = CFG_OFF(allow_remote)},
     {.name = "LogLevel", .set = set_log_level, .offset = CFG_OFF(log_level)},
     {.name = "Functions", .set = set_functions},
-    {.name = "EventSourceMappings", .set = set_unsupported},
+    {.name = "EventSourceMappings", .set = set_mappings},
 };
 
 _Static_assert(NKEYS(function_keys) <= CFG_MAX_KEYS, "raise CFG_MAX_KEYS");
 _Static_assert(NKEYS(function_keys) == FK_PROVISIONED + 2, "FK_* indexes out of step");
 _Static_assert(NKEYS(top_keys) <= CFG_MAX_KEYS, "raise CFG_MAX_KEYS");
+_Static_assert(NKEYS(mapping_keys) <= CFG_MAX_KEYS, "raise CFG_MAX_KEYS");
 
 /* ---------------------------------------------------------------------------------------- */
 /* Functions.                                                                               */
@@ -1222,6 +1405,123 @@ static int load_functions(struct cfg_ctx *c)
 }
 
 /* ---------------------------------------------------------------------------------------- */
+/* Event source mappings.                                                                   */
+/* ---------------------------------------------------------------------------------------- */
+
+/* Whether a mapping item's EventSourceArn is absent, not a string, or a redis:// URI: the
+ * refused keys explain themselves for that source. */
+static bool peek_redis_source(struct cfg_ctx *c, yaml_node_t *item)
+{
+    yaml_node_pair_t *pair;
+
+    if (!item || item->type != YAML_MAPPING_NODE)
+        return true;
+    for (pair = item->data.mapping.pairs.start; pair < item->data.mapping.pairs.top; pair++) {
+        yaml_node_t *key = yaml_document_get_node(c->doc, pair->key);
+        yaml_node_t *val = yaml_document_get_node(c->doc, pair->value);
+        if (key && val && key->type == YAML_SCALAR_NODE && val->type == YAML_SCALAR_NODE &&
+            strcmp(node_text(key), "EventSourceArn") == 0)
+            return strncmp(node_text(val), "redis://", 8) == 0;
+    }
+    return true;
+}
+
+/*
+ * Turns pl_mapping_validate's "Field: reason" (Field may be "ScalingConfig.MaximumConcurrency")
+ * into an error at that field's line; a sentence that names no key of the item is reported at
+ * the EventSourceArn line.
+ */
+static int mapping_invalid(struct cfg_ctx *c, const size_t *lines, const char *why)
+{
+    const char *colon = strstr(why, ": ");
+    size_t top, i;
+
+    if (colon && (size_t)(colon - why) == strspn(why, "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                                                      "abcdefghijklmnopqrstuvwxyz.")) {
+        top = strcspn(why, ".:");
+        for (i = 0; i < NKEYS(mapping_keys); i++) {
+            if (strlen(mapping_keys[i].name) == top &&
+                strncmp(mapping_keys[i].name, why, top) == 0 && lines[i]) {
+                path_push(c, ".%.*s", (int)(colon - why), why);
+                return cfg_err(c, lines[i], "%s", colon + 2);
+            }
+        }
+    }
+    return cfg_err(c, lines[MK_ARN], "%s", why);
+}
+
+static int load_mapping(struct cfg_ctx *c, size_t idx, yaml_node_t *item,
+                        struct pl_mapping_config *mc)
+{
+    size_t lines[CFG_MAX_KEYS];
+    size_t saved = path_push(c, "EventSourceMappings[%zu]", idx);
+    char why[CFG_ERR_MAX];
+    size_t i;
+    int rc;
+
+    pl_mapping_config_defaults(mc);
+    c->esm_redis = peek_redis_source(c, item);
+    rc = cfg_walk(c, item, mapping_keys, NKEYS(mapping_keys), mc, lines);
+    if (rc < 0)
+        return rc;
+    if (!lines[MK_NAME])
+        return cfg_err(c, node_line(item), "missing required key FunctionName");
+    if (!lines[MK_ARN])
+        return cfg_err(c, node_line(item), "missing required key EventSourceArn");
+    if (pl_mapping_validate(mc, why, sizeof(why)) < 0)
+        return mapping_invalid(c, lines, why);
+    if (!mc->uuid[0]) {
+        pl_mapping_derive_uuid(mc->function_name, mc->event_source_arn, mc->uuid);
+        if (!mc->uuid[0])
+            return SL_ENOMEM;
+    }
+    for (i = 0; i < idx; i++) {
+        const struct pl_mapping_config *prev = &c->cfg->mappings[i];
+
+        if (strcmp(prev->function_name, mc->function_name) == 0 &&
+            strcmp(prev->event_source_arn, mc->event_source_arn) == 0) {
+            path_push(c, ".EventSourceArn");
+            return cfg_err(c, lines[MK_ARN], "function %s already has a mapping of this source "
+                           "(EventSourceMappings[%zu])", mc->function_name, i);
+        }
+        if (strcmp(prev->uuid, mc->uuid) == 0) {
+            path_push(c, lines[MK_UUID] ? ".UUID" : ".EventSourceArn");
+            return cfg_err(c, lines[MK_UUID] ? lines[MK_UUID] : lines[MK_ARN],
+                           "duplicate UUID %s (EventSourceMappings[%zu])", mc->uuid, i);
+        }
+    }
+    path_pop(c, saved);
+    return 0;
+}
+
+static int load_mappings(struct cfg_ctx *c)
+{
+    yaml_node_t *list = c->mappings;
+    size_t n, i;
+    int rc;
+
+    if (!list)
+        return 0;
+    n = (size_t)(list->data.sequence.items.top - list->data.sequence.items.start);
+    if (n == 0)
+        return 0;
+    c->cfg->mappings = calloc(n, sizeof(*c->cfg->mappings));
+    if (!c->cfg->mappings)
+        return SL_ENOMEM;
+    for (i = 0; i < n; i++) {
+        yaml_node_t *item = yaml_document_get_node(c->doc, list->data.sequence.items.start[i]);
+        if (!item)
+            return cfg_err(c, node_line(list), "malformed YAML document");
+        /* counted first: br_config_free clears the half-built entry on failure */
+        c->cfg->nmappings = i + 1;
+        rc = load_mapping(c, i, item, &c->cfg->mappings[i]);
+        if (rc < 0)
+            return rc;
+    }
+    return 0;
+}
+
+/* ---------------------------------------------------------------------------------------- */
 /* The document.                                                                            */
 /* ---------------------------------------------------------------------------------------- */
 
@@ -1276,7 +1576,10 @@ static int load_document(struct cfg_ctx *c, yaml_node_t *root)
         return SL_ENOMEM;
     if (!cfg->log_level && !(cfg->log_level = strdup(CFG_DEFAULT_LOG_LEVEL)))
         return SL_ENOMEM;
-    return load_functions(c);
+    rc = load_functions(c);
+    if (rc < 0)
+        return rc;
+    return load_mappings(c);
 }
 
 /* Parses buf[0..len) into c->cfg (whose path/dir are set). The decoder does no I/O but the
@@ -1436,6 +1739,9 @@ void br_config_free(struct br_config *cfg)
     for (i = 0; i < cfg->nfunctions; i++)
         inv_function_config_clear(&cfg->functions[i]);
     free(cfg->functions);
+    for (i = 0; i < cfg->nmappings; i++)
+        pl_mapping_config_clear(&cfg->mappings[i]);
+    free(cfg->mappings);
     free(cfg->path);
     free(cfg->dir);
     free(cfg->listen);

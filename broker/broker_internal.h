@@ -22,6 +22,9 @@ typedef struct br_api br_api;
  */
 int br_api_start(struct event_base *base, const char *listen, inv_invoker *inv, br_api **out,
                  char *bound, size_t boundsz);
+/* Adds the event source mappings' samples to /metrics (borrowed). */
+struct pl_pollers;
+void br_api_set_pollers(br_api *api, struct pl_pollers *pl);
 /* New requests get 503 ServiceException from now on; requests in flight finish. */
 void br_api_set_draining(br_api *api);
 /*

@@ -19,6 +19,7 @@
 #include <event2/thread.h>
 
 #include "broker/broker_internal.h"
+#include "pollers/pollers.h"
 
 #define SLUICE_VERSION "0.1.0"
 
@@ -27,6 +28,7 @@ struct app {
     struct br_config *cfg;
     br_store *store;
     inv_invoker *inv;
+    pl_pollers *pollers;
     br_api *api;
     struct event *sigterm_ev;
     struct event *sigint_ev;
@@ -128,6 +130,13 @@ static void on_drained(void *arg)
     br_api_when_idle(app->api, 5.0, on_api_idle, app);
 }
 
+static void on_pollers_drained(void *arg)
+{
+    struct app *app = arg;
+    /* Every batch in flight finished and was checkpointed; now the invocations. */
+    inv_drain(app->inv, on_drained, app);
+}
+
 static void on_signal(evutil_socket_t sig, short what, void *arg)
 {
     struct app *app = arg;
@@ -139,12 +148,13 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
     }
     sl_info("broker", "%s: draining in-flight work", sig == SIGTERM ? "SIGTERM" : "SIGINT");
     br_api_set_draining(app->api);
-    inv_drain(app->inv, on_drained, app);
+    pl_drain(app->pollers, on_pollers_drained, app);
 }
 
 static void app_free(struct app *app)
 {
     br_api_free(app->api);
+    pl_free(app->pollers);
     inv_free(app->inv);
     br_store_free(app->store);
     if (app->sigterm_ev)
@@ -252,6 +262,11 @@ static int serve(int argc, char **argv)
             goto out;
         }
     }
+    err = pl_new(app.base, app.inv, app.store, &app.pollers);
+    if (err) {
+        sl_error("broker", "cannot start the pollers: %s", sl_strerror(err));
+        goto out;
+    }
     err = br_api_start(app.base, app.cfg->listen, app.inv, &app.api, bound, sizeof(bound));
     if (err) {
         sl_error("broker", "cannot listen on %s: %s", app.cfg->listen,
@@ -265,6 +280,15 @@ static int serve(int argc, char **argv)
         sl_error("broker", "cannot install signal handlers");
         goto out;
     }
+    br_api_set_pollers(app.api, app.pollers);
+    for (size_t i = 0; i < app.cfg->nmappings; i++) {
+        err = pl_mapping_add(app.pollers, &app.cfg->mappings[i]);
+        if (err) {
+            sl_error("broker", "cannot add event source mapping %s: %s",
+                     app.cfg->mappings[i].uuid, sl_strerror(err));
+            goto out;
+        }
+    }
     int recovered = inv_async_recover(app.inv);
     if (recovered < 0) {
         sl_error("broker", "cannot replay stored async events: %s", sl_strerror(recovered));
@@ -274,8 +298,9 @@ static int serve(int argc, char **argv)
         sl_error("broker", "cannot write %s/sluice.addr", app.cfg->state_dir);
         goto out;
     }
-    sl_info("broker", "sluice %s listening on http://%s (%zu functions, state in %s)",
-            SLUICE_VERSION, bound, app.cfg->nfunctions, app.cfg->state_dir);
+    sl_info("broker", "sluice %s listening on http://%s (%zu functions, %zu mappings, state in "
+            "%s)", SLUICE_VERSION, bound, app.cfg->nfunctions, app.cfg->nmappings,
+            app.cfg->state_dir);
     event_base_dispatch(app.base);
     rc = 0;
 out:

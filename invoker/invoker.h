@@ -153,6 +153,16 @@ int inv_invoke(inv_invoker *inv, const char *fn, const void *payload, size_t len
 /* True when fn could start one more invocation now. */
 bool inv_has_capacity(inv_invoker *inv, const char *fn);
 
+/*
+ * Registers cb to run (on the loop, never inside this call) each time an invocation of fn
+ * completes, i.e. when capacity may have come back: event source mappings use it to resume
+ * polling or to retry a throttled batch. Returns 0 or SL_ENOMEM.
+ */
+typedef void (*inv_capacity_cb)(void *arg);
+int inv_capacity_listen(inv_invoker *inv, const char *fn, inv_capacity_cb cb, void *arg);
+/* Removes every registration of (cb, arg). */
+void inv_capacity_unlisten(inv_invoker *inv, inv_capacity_cb cb, void *arg);
+
 /* ---------------------------------------------------------------------------------------- */
 /* Async invocation (invoker_async.c).                                                      */
 /* ---------------------------------------------------------------------------------------- */

@@ -123,6 +123,13 @@ struct inv_fn {
     int async_depth;
 };
 
+struct inv_listener {
+    struct inv_listener *next;
+    char *fn;
+    inv_capacity_cb cb;
+    void *arg;
+};
+
 struct inv_async; /* invoker_async.c */
 struct inv_dest;  /* invoker_dest.c */
 
@@ -150,6 +157,7 @@ struct inv_invoker {
     struct sl_idgen ids;       /* request and trace ids */
     struct inv_async *async;
     struct inv_dest *dest;
+    struct inv_listener *listeners;
 };
 
 /* invoker_pool.c */

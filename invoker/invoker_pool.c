@@ -83,6 +83,34 @@ bool inv_has_capacity(inv_invoker *inv, const char *name)
     return fn && !inv->draining && has_capacity(inv, fn);
 }
 
+int inv_capacity_listen(inv_invoker *inv, const char *fn, inv_capacity_cb cb, void *arg)
+{
+    struct inv_listener *l = calloc(1, sizeof(*l));
+    if (!l || !(l->fn = strdup(fn))) {
+        free(l);
+        return SL_ENOMEM;
+    }
+    l->cb = cb;
+    l->arg = arg;
+    l->next = inv->listeners;
+    inv->listeners = l;
+    return 0;
+}
+
+void inv_capacity_unlisten(inv_invoker *inv, inv_capacity_cb cb, void *arg)
+{
+    for (struct inv_listener **p = &inv->listeners; *p;) {
+        struct inv_listener *l = *p;
+        if (l->cb == cb && l->arg == arg) {
+            *p = l->next;
+            free(l->fn);
+            free(l);
+        } else {
+            p = &l->next;
+        }
+    }
+}
+
 static void pending_push(struct inv_fn *fn, struct inv_call *c)
 {
     c->next = NULL;
@@ -164,6 +192,9 @@ static void call_complete(struct inv_call *c, enum inv_status st, const uint8_t 
     free(tail);
     call_free(c);
     inv_async_capacity_freed(inv, fn);
+    for (struct inv_listener *l = inv->listeners; l; l = l->next)
+        if (strcmp(l->fn, fn->cfg.name) == 0)
+            l->cb(l->arg);
     inv_check_drained(inv);
 }
 
@@ -467,6 +498,12 @@ void inv_free(inv_invoker *inv)
     }
     inv_dest_free(inv);
     inv_cgroup_cleanup(inv);
+    while (inv->listeners) {
+        struct inv_listener *l = inv->listeners;
+        inv->listeners = l->next;
+        free(l->fn);
+        free(l);
+    }
     if (inv->sigchld_ev)
         event_free(inv->sigchld_ev);
     if (inv->reap_ev)

@@ -60,6 +60,15 @@ def env(variables):
     return FN + "    Environment:\n      Variables: " + variables + "\n"
 
 
+ARN = "redis://127.0.0.1:6379/orders"
+
+
+def esm(*lines, arn=ARN):
+    """A document with function f and one mapping of it on arn, plus the given keys."""
+    return (FN + "EventSourceMappings:\n  - FunctionName: f\n    EventSourceArn: '%s'\n" % arn +
+            "".join("    " + l + "\n" for l in lines))
+
+
 VALID = {
     "empty-functions": "Functions: []\n",
     "no-functions": "Listen: 127.0.0.1:0\n",
@@ -81,11 +90,85 @@ VALID = {
         "Timeout: 900", "MemorySize: 10240", "ReservedConcurrentExecutions: 0",
         "ProvisionedConcurrency: 0", "InstanceIdleTimeoutSeconds: 1.5"]),
     "top-level": "StateDir: ../state\nAccountConcurrency: 100000\nLogLevel: ERROR\n",
+    "esm-empty-list": FN + "EventSourceMappings: []\n",
+    "esm-minimal": esm(),
+    "esm-issue": esm("BatchSize: 10", "MaximumBatchingWindowInSeconds: 0",
+                     "FunctionResponseTypes: [ReportBatchItemFailures]",
+                     "ScalingConfig: {MaximumConcurrency: 50}", "Enabled: true",
+                     arn="redis://127.0.0.1:6379/orders?VisibilityTimeout=30"
+                         "&maxReceiveCount=5&deadLetterTarget=orders-dlq"),
+    "esm-big-batch-with-window": esm("BatchSize: 10000", "MaximumBatchingWindowInSeconds: 1"),
+    "esm-window-max": esm("MaximumBatchingWindowInSeconds: 300"),
+    "esm-no-response-types": esm("FunctionResponseTypes: []", "ScalingConfig: {}"),
+    "esm-concurrency-range": esm("ScalingConfig: {MaximumConcurrency: 2}"),
+    "esm-disabled-uuid": esm("Enabled: false", "UUID: 6BA7B810-9DAD-51D1-80B4-00C04FD430C8"),
+    "esm-no-port-db": esm(arn="redis://cache.local/3/orders"),
+    "esm-password": esm(arn="redis://:p%40ss%2Fw:rd@127.0.0.1:6379/orders"),
+    "esm-user-password": esm(arn="redis://app:secret@127.0.0.1/orders"),
+    "esm-ipv6": esm(arn="redis://[::1]:6380/orders"),
+    "esm-stream-escape": esm(arn="redis://h:1/a%2Fb{tag}"),
+    "esm-all-query-keys": esm(arn="redis://h/0/s?VisibilityTimeout=43200&maxReceiveCount=1000"
+                                  "&deadLetterTarget=s-dlq&ConsumerGroup=g%201&tls=false"),
+    "esm-visibility-zero": esm(arn="redis://h/s?VisibilityTimeout=0"),
 }
 
 INVALID = {
     "unknown-top-key": "Listn: 127.0.0.1:1\n",
-    "event-source-mappings": "EventSourceMappings: []\n",
+    "esm-not-a-list": FN + "EventSourceMappings: {FunctionName: f}\n",
+    "esm-missing-arn": FN + "EventSourceMappings:\n  - FunctionName: f\n",
+    "esm-missing-function": FN + "EventSourceMappings:\n  - EventSourceArn: '%s'\n" % ARN,
+    "esm-unknown-key": esm("BatchSise: 5"),
+    "esm-batch-low": esm("BatchSize: 0"),
+    "esm-batch-high": esm("BatchSize: 10001", "MaximumBatchingWindowInSeconds: 1"),
+    "esm-batch-no-window": esm("BatchSize: 11"),
+    "esm-batch-window-zero": esm("BatchSize: 100", "MaximumBatchingWindowInSeconds: 0"),
+    "esm-window-high": esm("MaximumBatchingWindowInSeconds: 301"),
+    "esm-window-fraction": esm("MaximumBatchingWindowInSeconds: 0.5"),
+    "esm-enabled-string": esm("Enabled: 'yes'"),
+    "esm-response-type": esm("FunctionResponseTypes: [ReportItemFailures]"),
+    "esm-response-types-two": esm(
+        "FunctionResponseTypes: [ReportBatchItemFailures, ReportBatchItemFailures]"),
+    "esm-concurrency-low": esm("ScalingConfig: {MaximumConcurrency: 1}"),
+    "esm-concurrency-high": esm("ScalingConfig: {MaximumConcurrency: 1001}"),
+    "esm-scaling-unknown": esm("ScalingConfig: {MinimumConcurrency: 2}"),
+    "esm-uuid-short": esm("UUID: 6ba7b810-9dad-51d1-80b4-00c04fd430c"),
+    "esm-starting-position": esm("StartingPosition: LATEST"),
+    "esm-retries": esm("MaximumRetryAttempts: 2"),
+    "esm-bisect": esm("BisectBatchOnFunctionError: true"),
+    "esm-destination": esm("DestinationConfig: {OnFailure: {Destination: 'redis://h:1/d'}}"),
+    "esm-topics": esm("Topics: [t]"),
+    "esm-kafka": esm(arn="kafka://broker:9092/orders"),
+    "esm-postgres": esm(arn="postgres://db/slot"),
+    "esm-sqs-arn": esm(arn="arn:aws:sqs:us-east-1:123456789012:orders"),
+    "esm-no-stream": esm(arn="redis://127.0.0.1:6379/"),
+    "esm-no-path": esm(arn="redis://127.0.0.1:6379"),
+    "esm-bad-port": esm(arn="redis://127.0.0.1:65536/s"),
+    "esm-port-zero": esm(arn="redis://127.0.0.1:0/s"),
+    "esm-bad-db": esm(arn="redis://h/x/s"),
+    "esm-db-leading-zero": esm(arn="redis://h/01/s"),
+    "esm-three-segments": esm(arn="redis://h/0/s/t"),
+    "esm-space": esm(arn="redis://h/a b"),
+    "esm-hash": esm(arn="redis://h/a#b"),
+    "esm-bad-escape": esm(arn="redis://h/a%2"),
+    "esm-nul-escape": esm(arn="redis://h/a%00"),
+    "esm-user-no-password": esm(arn="redis://user@h/s"),
+    "esm-empty-password": esm(arn="redis://user:@h/s"),
+    "esm-unknown-query": esm(arn="redis://h/s?foo=1"),
+    "esm-query-case": esm(arn="redis://h/s?visibilityTimeout=1"),
+    "esm-empty-query": esm(arn="redis://h/s?"),
+    "esm-stray-amp": esm(arn="redis://h/s?VisibilityTimeout=1&"),
+    "esm-query-no-value": esm(arn="redis://h/s?VisibilityTimeout"),
+    "esm-visibility-high": esm(arn="redis://h/s?VisibilityTimeout=43201"),
+    "esm-visibility-leading-zero": esm(arn="redis://h/s?VisibilityTimeout=030"),
+    "esm-receives-zero": esm(arn="redis://h/s?maxReceiveCount=0&deadLetterTarget=d"),
+    "esm-receives-high": esm(arn="redis://h/s?maxReceiveCount=1001&deadLetterTarget=d"),
+    "esm-receives-alone": esm(arn="redis://h/s?maxReceiveCount=5"),
+    "esm-dlq-alone": esm(arn="redis://h/s?deadLetterTarget=d"),
+    "esm-dlq-is-source": esm(arn="redis://h/s?maxReceiveCount=5&deadLetterTarget=s"),
+    "esm-duplicate-query-key": esm(arn="redis://h/s?tls=false&tls=false"),
+    "esm-tls-true": esm(arn="redis://h/s?tls=true"),
+    "esm-tls-other": esm(arn="redis://h/s?tls=yes"),
+    "esm-empty-group": esm(arn="redis://h/s?ConsumerGroup="),
     "unknown-function-key": FN + "    Timeoutt: 3\n",
     "unknown-eic-key": eic(["MaxRetries: 1"]),
     "unknown-destination-key": eic(["DestinationConfig: {OnFailure: {Arn: x}}"]),
@@ -157,6 +240,16 @@ def test_invalid_document(validator, name):
     assert errors_of(validator, INVALID[name]), "schema accepts:\n" + INVALID[name]
 
 
+REFUSED_ESM_KEYS = ["StartingPosition", "MaximumRetryAttempts", "MaximumRecordAgeInSeconds",
+                    "BisectBatchOnFunctionError", "ParallelizationFactor", "DestinationConfig",
+                    "SelfManagedEventSource", "Topics", "FilterCriteria", "Tags"]
+
+
+@pytest.mark.parametrize("key", REFUSED_ESM_KEYS)
+def test_refused_mapping_key(validator, key):
+    assert errors_of(validator, esm("%s: x" % key)), key
+
+
 def schema_keys(node, out):
     """Every property name the schema declares, at any depth."""
     if isinstance(node, dict):
@@ -175,6 +268,12 @@ def test_schema_keys_match_parser_tables():
     schema = json.loads(SCHEMA_PATH.read_text())
     source = (SRC / "broker" / "broker_config.c").read_text()
     parser = set(re.findall(r'\.name = "([A-Za-z]+)"', source))
-    # The parser names EventSourceMappings only to refuse it with a clear message.
-    parser.discard("EventSourceMappings")
     assert schema_keys(schema, set()) == parser
+    # Lambda's mapping keys the parser refuses by name (REFUSED("Key", why)) are left out of
+    # the mapping's properties, so additionalProperties refuses them too, and its description
+    # lists them.
+    refused = set(re.findall(r'REFUSED\("([A-Za-z]+)"', source))
+    assert set(REFUSED_ESM_KEYS) <= refused
+    mapping = schema["$defs"]["EventSourceMapping"]
+    assert not refused & set(mapping["properties"])
+    assert all(k in mapping["description"] for k in refused), refused

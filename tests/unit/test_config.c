@@ -14,6 +14,7 @@
 
 #include "broker/broker.h"
 #include "invoker/invoker.h"
+#include "pollers/pollers.h"
 #include "testlib.h"
 
 struct tctx {
@@ -366,8 +367,10 @@ static void test_unknown_keys(const struct tctx *t)
              6, "Functions[0].EventInvokeConfig.DestinationConfig.OnFailure.Type: unknown key");
     LOAD_BAD(FN "    Environment: {Vars: {A1: b}}\n", 4,
              "Functions[0].Environment.Vars: unknown key");
-    LOAD_BAD(FN "EventSourceMappings:\n  - FunctionName: f\n", 4,
-             "EventSourceMappings: event source mappings are not supported by this build yet");
+    LOAD_BAD(FN "EventSourceMappings:\n  - FunctionName: f\n    Topic: t\n", 6,
+             "EventSourceMappings[0].Topic: unknown key (known keys here: FunctionName, "
+             "EventSourceArn, BatchSize, MaximumBatchingWindowInSeconds, Enabled, "
+             "FunctionResponseTypes, ScalingConfig, UUID)");
     LOAD_BAD(FN "    Timeout: 3\n    Timeout: 4\n", 5, "duplicate key Timeout (first on line 4)");
 }
 
@@ -604,6 +607,265 @@ static void test_file_level(const struct tctx *t)
     br_config_free(cfg);
 }
 
+/* ---------------------------------------------------------------------------------------- */
+/* Event source mappings.                                                                   */
+/* ---------------------------------------------------------------------------------------- */
+
+#define ESM_ARN                                                                              \
+    "redis://127.0.0.1:6379/orders?VisibilityTimeout=30&maxReceiveCount=5&deadLetterTarget="  \
+    "orders-dlq"
+
+/* The issue's example, whole. */
+static const char esm_issue_example[] =
+    "Functions:\n"
+    "  - FunctionName: orders\n"
+    "    Command: [\"./build/examples/echo-runtime\"]\n"
+    "    Handler: echo.handler\n"
+    "EventSourceMappings:\n"
+    "  - FunctionName: orders\n"
+    "    EventSourceArn: " ESM_ARN "\n"
+    "    BatchSize: 10\n"
+    "    MaximumBatchingWindowInSeconds: 0\n"
+    "    FunctionResponseTypes: [ReportBatchItemFailures]\n"
+    "    ScalingConfig: {MaximumConcurrency: 50}\n"
+    "    Enabled: true\n";
+
+static void test_mappings(const struct tctx *t)
+{
+    struct br_config *cfg;
+    const struct pl_mapping_config *mc;
+    char uuid[37];
+
+    cfg = load_ok(t, esm_issue_example);
+    T_EQ_INT(cfg->nmappings, 1);
+    mc = &cfg->mappings[0];
+    T_EQ_STR(mc->function_name, "orders");
+    T_EQ_STR(mc->event_source_arn, ESM_ARN);
+    T_EQ_INT(mc->batch_size, 10);
+    T_ASSERT(mc->window_s == 0.0);
+    T_EQ_INT(mc->enabled, 1);
+    T_EQ_INT(mc->report_batch_item_failures, 1);
+    T_EQ_INT(mc->max_concurrency, 50);
+    pl_mapping_derive_uuid("orders", ESM_ARN, uuid);
+    T_EQ_STR(mc->uuid, uuid);
+    T_EQ_STR(mc->uuid, "441a58cf-6cc3-5b55-a6cd-189639aaa658");
+    br_config_free(cfg);
+
+    /* defaults are left to the source (0 and -1); mappings may come before Functions; a
+     * given UUID is kept (in lowercase); the credentials do not change the derived one */
+    cfg = load_ok(t, "EventSourceMappings:\n"
+                  "  - FunctionName: a\n"
+                  "    EventSourceArn: 'redis://:pw@cache.local/2/jobs'\n"
+                  "  - EventSourceArn: redis://cache.local/2/jobs\n"
+                  "    FunctionName: b\n"
+                  "    UUID: 6BA7B810-9DAD-51D1-80B4-00C04FD430C8\n"
+                  "    Enabled: false\n"
+                  "    BatchSize: 10000\n"
+                  "    MaximumBatchingWindowInSeconds: 300\n"
+                  "    FunctionResponseTypes: []\n"
+                  "    ScalingConfig: {}\n"
+                  "  - {FunctionName: b, EventSourceArn: 'redis://cache.local/2/other', "
+                  "ScalingConfig: {MaximumConcurrency: 1000}}\n"
+                  "Functions:\n"
+                  "  - {FunctionName: a, Command: [x]}\n"
+                  "  - {FunctionName: b, Command: [x]}\n");
+    T_EQ_INT(cfg->nmappings, 3);
+    mc = &cfg->mappings[0];
+    T_EQ_STR(mc->function_name, "a");
+    T_EQ_STR(mc->event_source_arn, "redis://:pw@cache.local/2/jobs");
+    T_EQ_INT(mc->batch_size, 0);
+    T_ASSERT(mc->window_s < 0);
+    T_EQ_INT(mc->enabled, 1);
+    T_EQ_INT(mc->report_batch_item_failures, 0);
+    T_EQ_INT(mc->max_concurrency, 0);
+    pl_mapping_derive_uuid("a", "redis://cache.local/2/jobs", uuid);
+    T_EQ_STR(mc->uuid, uuid);
+    mc = &cfg->mappings[1];
+    T_EQ_STR(mc->function_name, "b");
+    T_EQ_STR(mc->uuid, "6ba7b810-9dad-51d1-80b4-00c04fd430c8");
+    T_EQ_INT(mc->enabled, 0);
+    T_EQ_INT(mc->batch_size, 10000);
+    T_ASSERT(mc->window_s == 300.0);
+    T_EQ_INT(mc->report_batch_item_failures, 0);
+    T_EQ_INT(mc->max_concurrency, 0);
+    mc = &cfg->mappings[2];
+    T_EQ_INT(mc->max_concurrency, 1000);
+    T_ASSERT(strcmp(mc->uuid, cfg->mappings[0].uuid) != 0);
+    br_config_free(cfg);
+
+    cfg = load_ok(t, FN "EventSourceMappings: []\n");
+    T_EQ_INT(cfg->nmappings, 0);
+    T_ASSERT(cfg->mappings == NULL);
+    br_config_free(cfg);
+    cfg = load_ok(t, FN);
+    T_EQ_INT(cfg->nmappings, 0);
+    br_config_free(cfg);
+}
+
+/* FN plus one mapping of f on ARN (line 5 is FunctionName, 6 EventSourceArn, then lines). */
+#define ESM(lines) FN "EventSourceMappings:\n  - FunctionName: f\n    EventSourceArn: " \
+                      "redis://127.0.0.1:6379/orders\n" lines
+#define ESM_AT(arn) FN "EventSourceMappings:\n  - FunctionName: f\n    EventSourceArn: " arn "\n"
+
+static void test_mapping_errors(const struct tctx *t)
+{
+    /* shape */
+    LOAD_BAD(FN "EventSourceMappings:\n  FunctionName: f\n", 4,
+             "EventSourceMappings: expected a list, got a map");
+    LOAD_BAD(FN "EventSourceMappings: [[f]]\n", 4, "EventSourceMappings[0]: expected a map, "
+                                                  "got a list");
+    LOAD_BAD(FN "EventSourceMappings:\n  - BatchSize: 5\n    EventSourceArn: redis://h/s\n", 5,
+             "EventSourceMappings[0]: missing required key FunctionName");
+    LOAD_BAD(FN "EventSourceMappings:\n  - FunctionName: f\n    BatchSize: 5\n", 5,
+             "EventSourceMappings[0]: missing required key EventSourceArn");
+    LOAD_BAD(ESM("    BatchSise: 5\n"), 7, "EventSourceMappings[0].BatchSise: unknown key");
+    LOAD_BAD(ESM("    BatchSize: 5\n    BatchSize: 6\n"), 8,
+             "duplicate key BatchSize (first on line 7)");
+
+    /* FunctionName */
+    LOAD_BAD(FN "EventSourceMappings:\n  - FunctionName: ghost\n    EventSourceArn: redis://h/s\n",
+             5, "EventSourceMappings[0].FunctionName: \"ghost\" names no function of this file");
+    LOAD_BAD(FN "EventSourceMappings:\n  - FunctionName: 'f:prod'\n", 5,
+             "EventSourceMappings[0].FunctionName: \"f:prod\" must match [A-Za-z0-9_-]{1,64}");
+    LOAD_BAD(FN "EventSourceMappings:\n  - FunctionName: 7\n", 5,
+             "EventSourceMappings[0].FunctionName: expected a string, got an integer");
+
+    /* types and ranges, at the value's line */
+    LOAD_BAD(ESM("    BatchSize: 0\n"), 7,
+             "EventSourceMappings[0].BatchSize: 0 is out of range 1..10000");
+    LOAD_BAD(ESM("    BatchSize: 10001\n    MaximumBatchingWindowInSeconds: 1\n"), 7,
+             "EventSourceMappings[0].BatchSize: 10001 is out of range 1..10000");
+    LOAD_BAD(ESM("    BatchSize: '5'\n"), 7, "BatchSize: expected an integer, got a string");
+    LOAD_BAD(ESM("    MaximumBatchingWindowInSeconds: 301\n"), 7,
+             "EventSourceMappings[0].MaximumBatchingWindowInSeconds: 301 is out of range 0..300");
+    LOAD_BAD(ESM("    MaximumBatchingWindowInSeconds: -1\n"), 7, "-1 is out of range 0..300");
+    LOAD_BAD(ESM("    MaximumBatchingWindowInSeconds: 0.5\n"), 7,
+             "MaximumBatchingWindowInSeconds: expected an integer, got a number (0.5)");
+    LOAD_BAD(ESM("    Enabled: 'yes'\n"), 7,
+             "EventSourceMappings[0].Enabled: expected a boolean, got a string");
+    LOAD_BAD(ESM("    FunctionResponseTypes: ReportBatchItemFailures\n"), 7,
+             "EventSourceMappings[0].FunctionResponseTypes: expected a list, got a string");
+    LOAD_BAD(ESM("    FunctionResponseTypes: [ReportItemFailures]\n"), 7,
+             "EventSourceMappings[0].FunctionResponseTypes[0]: \"ReportItemFailures\" is not a "
+             "response type (the only one is ReportBatchItemFailures)");
+    LOAD_BAD(ESM("    FunctionResponseTypes:\n      - ReportBatchItemFailures\n"
+                 "      - ReportBatchItemFailures\n"),
+             9, "EventSourceMappings[0].FunctionResponseTypes[1]: at most 1 item");
+    LOAD_BAD(ESM("    ScalingConfig: {MaximumConcurrency: 1}\n"), 7,
+             "EventSourceMappings[0].ScalingConfig.MaximumConcurrency: 1 is out of range 2..1000");
+    LOAD_BAD(ESM("    ScalingConfig:\n      MaximumConcurrency: 1001\n"), 8,
+             "ScalingConfig.MaximumConcurrency: 1001 is out of range 2..1000");
+    LOAD_BAD(ESM("    ScalingConfig: {MinimumPollers: 2}\n"), 7,
+             "EventSourceMappings[0].ScalingConfig.MinimumPollers: unknown key (known keys "
+             "here: MaximumConcurrency)");
+    LOAD_BAD(ESM("    UUID: not-a-uuid\n"), 7,
+             "EventSourceMappings[0].UUID: \"not-a-uuid\" is not a UUID (36 characters: "
+             "8-4-4-4-12 hexadecimal digits)");
+    LOAD_BAD(ESM("    UUID: 6ba7b810-9dad-51d1-80b4-00c04fd430c8a\n"), 7, "is not a UUID");
+    LOAD_BAD(ESM_AT("''"), 6, "EventSourceMappings[0].EventSourceArn: must not be empty");
+    LOAD_BAD(ESM_AT("[redis://h/s]"), 6,
+             "EventSourceMappings[0].EventSourceArn: expected a string, got a list");
+
+    /* BatchSize above 10 without a window: Lambda's rule, at the BatchSize line */
+    LOAD_BAD(ESM("    Enabled: true\n    BatchSize: 11\n"), 8,
+             "EventSourceMappings[0].BatchSize: 11 is above 10, which needs "
+             "MaximumBatchingWindowInSeconds of at least 1");
+    LOAD_BAD(ESM("    BatchSize: 100\n    MaximumBatchingWindowInSeconds: 0\n"), 7,
+             "BatchSize: 100 is above 10");
+
+    /* the source URI, at the EventSourceArn line; the password never shows */
+    LOAD_BAD(ESM_AT("'redis://h/s?VisibilityTimeout=50000'"), 6,
+             "EventSourceMappings[0].EventSourceArn: VisibilityTimeout: 50000 is out of range "
+             "0..43200");
+    LOAD_BAD(ESM_AT("'redis://h/s?foo=1'"), 6,
+             "EventSourceMappings[0].EventSourceArn: unknown query key 'foo'");
+    LOAD_BAD(ESM_AT("'redis://127.0.0.1:6379/'"), 6,
+             "EventSourceMappings[0].EventSourceArn: missing stream name");
+    LOAD_BAD(ESM_AT("'redis://127.0.0.1:70000/s'"), 6,
+             "EventSourceMappings[0].EventSourceArn: port '70000': must be a number 1..65535");
+    LOAD_BAD(ESM_AT("'redis://h/s?maxReceiveCount=5'"), 6,
+             "maxReceiveCount and deadLetterTarget must come together");
+    LOAD_BAD(ESM_AT("'kafka://broker:9092/orders'"), 6,
+             "EventSourceMappings[0].EventSourceArn: kafka:// sources are not supported by this "
+             "build yet");
+    LOAD_BAD(ESM_AT("'postgres://db/app'"), 6,
+             "postgres:// sources are not supported by this build yet");
+    LOAD_BAD(ESM_AT("'sqs://orders'"), 6, "EventSourceMappings[0].EventSourceArn: unsupported "
+                                          "source scheme 'sqs'");
+    LOAD_BAD(ESM_AT("arn:aws:sqs:us-east-1:123456789012:orders"), 6,
+             "EventSourceArn: not a source URI");
+    {
+        char path[PATH_MAX], *err = NULL;
+        struct br_config *cfg = NULL;
+
+        write_conf(t, "secret.yaml", ESM_AT("'redis://u:hunter2@h:1/s?tls=maybe'"), path,
+                   sizeof(path));
+        T_EQ_INT(br_config_load(path, &cfg, &err), SL_ECONFIG);
+        T_CONTAINS(err, "tls: 'maybe' must be true or false");
+        T_ASSERT(strstr(err, "hunter2") == NULL);
+        free(err);
+    }
+
+    /* Lambda keys that do not apply, refused by name at their line */
+    LOAD_BAD(ESM("    BatchSize: 5\n    StartingPosition: LATEST\n"), 8,
+             "EventSourceMappings[0].StartingPosition: StartingPosition does not apply to "
+             "redis:// sources");
+    LOAD_BAD(ESM("    MaximumRetryAttempts: 2\n"), 7,
+             "MaximumRetryAttempts does not apply to redis:// sources (queue semantics");
+    LOAD_BAD(ESM("    BisectBatchOnFunctionError: true\n"), 7,
+             "BisectBatchOnFunctionError does not apply to redis:// sources (queue semantics");
+    LOAD_BAD(ESM("    MaximumRecordAgeInSeconds: 60\n"), 7, "redrive policy");
+    LOAD_BAD(ESM("    ParallelizationFactor: 2\n"), 7,
+             "ParallelizationFactor does not apply to redis:// sources");
+    LOAD_BAD(ESM("    DestinationConfig:\n      OnFailure: {Destination: 'redis://h:1/d'}\n"), 7,
+             "EventSourceMappings[0].DestinationConfig: DestinationConfig does not apply to "
+             "redis:// sources (queue semantics");
+    LOAD_BAD(ESM("    Topics: [orders]\n"), 7,
+             "Topics is for Kafka sources, which this build does not support yet");
+    LOAD_BAD(ESM("    SelfManagedEventSource: {}\n"), 7, "SelfManagedEventSource is for Kafka");
+    LOAD_BAD(ESM("    FilterCriteria: {}\n"), 7,
+             "FilterCriteria is not supported by this build yet");
+    /* for a source this build refuses anyway, the key is merely not supported yet */
+    LOAD_BAD(FN "EventSourceMappings:\n  - FunctionName: f\n    StartingPosition: LATEST\n"
+                "    EventSourceArn: kafka://b:9092/t\n",
+             6, "StartingPosition: StartingPosition is not supported by this build yet");
+
+    /* duplicates */
+    LOAD_BAD(ESM("  - FunctionName: f\n    EventSourceArn: redis://127.0.0.1:6379/orders\n"), 8,
+             "EventSourceMappings[1].EventSourceArn: function f already has a mapping of this "
+             "source (EventSourceMappings[0])");
+    LOAD_BAD(ESM("    UUID: 6ba7b810-9dad-51d1-80b4-00c04fd430c8\n"
+                 "  - FunctionName: f\n    EventSourceArn: redis://127.0.0.1:6379/other\n"
+                 "    UUID: 6BA7B810-9DAD-51D1-80B4-00C04FD430C8\n"),
+             10, "EventSourceMappings[1].UUID: duplicate UUID 6ba7b810-9dad-51d1-80b4-00c04fd430c8 "
+                 "(EventSourceMappings[0])");
+    /* a given UUID that another mapping derives: reported where the derived one comes from */
+    {
+        char text[1024], uuid[37];
+
+        pl_mapping_derive_uuid("f", "redis://127.0.0.1:6379/orders", uuid);
+        snprintf(text, sizeof(text),
+                 FN "EventSourceMappings:\n"
+                    "  - {FunctionName: f, EventSourceArn: 'redis://h/x', UUID: %s}\n"
+                    "  - FunctionName: f\n"
+                    "    EventSourceArn: redis://127.0.0.1:6379/orders\n",
+                 uuid);
+        LOAD_BAD(text, 7, "EventSourceMappings[1].EventSourceArn: duplicate UUID");
+    }
+    /* the same stream with another function, or through another database, is fine */
+    {
+        struct br_config *cfg = load_ok(
+            t, "Functions:\n  - {FunctionName: f, Command: [x]}\n"
+               "  - {FunctionName: g, Command: [x]}\n"
+               "EventSourceMappings:\n"
+               "  - {FunctionName: f, EventSourceArn: 'redis://h/s'}\n"
+               "  - {FunctionName: g, EventSourceArn: 'redis://h/s'}\n"
+               "  - {FunctionName: f, EventSourceArn: 'redis://h/1/s'}\n");
+        T_EQ_INT(cfg->nmappings, 3);
+        br_config_free(cfg);
+    }
+}
+
 /* T_RUN for tests that take the context. */
 #define RUN(fn, ctx)                                                                         \
     do {                                                                                     \
@@ -627,6 +889,8 @@ int main(void)
     RUN(test_destinations, &t);
     RUN(test_listen_and_concurrency, &t);
     RUN(test_file_level, &t);
+    RUN(test_mappings, &t);
+    RUN(test_mapping_errors, &t);
     teardown(&t);
     fprintf(stderr, "test_config: all passed\n");
     return 0;
