@@ -931,6 +931,16 @@ int inv_instance_spawn(struct inv_fn *fn, bool provisioned, struct inv_instance 
     /* Parent. */
     setpgid(pid, pid); /* also here, so a kill right after fork finds the group */
     in->pid = pid;
+    if (in->cgroup[0]) {
+        /* The child moved itself before exec; make sure, and say so when it did not work. */
+        char procs[400], num[24];
+        snprintf(procs, sizeof(procs), "%s/cgroup.procs", in->cgroup);
+        snprintf(num, sizeof(num), "%d", (int)pid);
+        int werr = write_file(procs, num);
+        if (werr && werr != -ESRCH)
+            sl_warn("invoker", "%s: cannot put instance %d in cgroup %s: %s; its MemorySize "
+                    "is not enforced", fn->cfg.name, (int)pid, in->cgroup, strerror(-werr));
+    }
     close(pipefd[1]);
     pipefd[1] = -1;
     evutil_make_socket_nonblocking(pipefd[0]);
