@@ -116,6 +116,11 @@ struct evhttp_bound_socket;
  */
 void sl_listener_nodelay(struct evhttp_bound_socket *bound);
 
+struct evbuffer;
+/* Returns b's contents as a malloc'd NUL-terminated string (NULL when out of memory) and
+ * frees b either way. */
+char *sl_evbuffer_take_string(struct evbuffer *b);
+
 /* ---------------------------------------------------------------------------------------- */
 /* Embedded durable store: an append-only, checksummed msgpack log under a directory.        */
 /*                                                                                          */

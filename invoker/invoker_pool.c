@@ -709,12 +709,5 @@ char *inv_metrics_text(inv_invoker *inv)
         evbuffer_add_printf(b, "sluice_duration_milliseconds_count{function=\"%s\"} %llu\n",
                             fn->cfg.name, (unsigned long long)cum);
     }
-    size_t n = evbuffer_get_length(b);
-    char *s = malloc(n + 1);
-    if (s) {
-        evbuffer_remove(b, s, n);
-        s[n] = '\0';
-    }
-    evbuffer_free(b);
-    return s;
+    return sl_evbuffer_take_string(b);
 }

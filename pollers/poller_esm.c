@@ -466,12 +466,5 @@ char *pl_metrics_text(pl_pollers *pl)
         if (m->src->metrics)
             m->src->metrics(m->state, b, labels);
     }
-    size_t n = evbuffer_get_length(b);
-    char *s = malloc(n + 1);
-    if (s) {
-        evbuffer_remove(b, s, n);
-        s[n] = '\0';
-    }
-    evbuffer_free(b);
-    return s;
+    return sl_evbuffer_take_string(b);
 }
