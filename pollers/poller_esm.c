@@ -157,8 +157,16 @@ int pl_batch_add(struct pl_mapping *m, const char *id, int64_t receive_count,
         close_open(m);
         return pl_batch_add(m, id, receive_count, encode, enc_arg);
     }
-    if (err)
+    if (err) {
+        /* Take back the separator and whatever the encoder wrote: the batch stays valid. */
+        struct evbuffer *keep = evbuffer_new();
+        if (keep) {
+            evbuffer_remove_buffer(b->body, keep, before);
+            evbuffer_free(b->body);
+            b->body = keep;
+        }
         return err;
+    }
     if (b->n == b->cap) {
         size_t ncap = b->cap * 2;
         struct pl_item *it = realloc(b->items, ncap * sizeof(*it));

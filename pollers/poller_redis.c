@@ -269,7 +269,8 @@ static int encode_entry(void *arg, struct evbuffer *out)
 }
 
 /* Adds one reply entry [id, [f1, v1, ...]] to the mapping's batch. */
-static void add_entry(struct rs *r, const redisReply *ent, int64_t receive_count)
+static void add_entry(struct rs *r, const redisReply *ent, int64_t receive_count,
+                      int64_t first_receive_ms)
 {
     if (ent->type != REDIS_REPLY_ARRAY || ent->elements != 2 ||
         ent->element[0]->type != REDIS_REPLY_STRING)
@@ -306,7 +307,7 @@ static void add_entry(struct rs *r, const redisReply *ent, int64_t receive_count
               .values = values,
               .value_lens = vl,
               .receive_count = receive_count,
-              .first_receive_ms = sl_now_ms()},
+              .first_receive_ms = first_receive_ms},
     };
     int err = pl_batch_add(r->m, a.e.id, receive_count, encode_entry, &a);
     if (err)
@@ -357,7 +358,7 @@ static void on_read(redisAsyncContext *c, void *reply, void *priv)
                 continue;
             const redisReply *ents = st->element[1];
             for (size_t i = 0; ents->type == REDIS_REPLY_ARRAY && i < ents->elements; i++)
-                add_entry(r, ents->element[i], 1);
+                add_entry(r, ents->element[i], 1, sl_now_ms());
         }
         pl_batch_flush(r->m);
     }
@@ -394,6 +395,7 @@ struct claim_ctx {
     size_t n;
     char **ids;
     int64_t *deliveries;
+    int64_t *last_ms;  /* when each was last delivered (XPENDING's idle time) */
 };
 
 static void claim_ctx_free(struct claim_ctx *cc)
@@ -404,6 +406,7 @@ static void claim_ctx_free(struct claim_ctx *cc)
         free(cc->ids[i]);
     free(cc->ids);
     free(cc->deliveries);
+    free(cc->last_ms);
     free(cc);
 }
 
@@ -454,12 +457,15 @@ static void on_claimed(redisAsyncContext *c, void *reply, void *priv)
             if (ent->type != REDIS_REPLY_ARRAY || ent->elements != 2 ||
                 ent->element[0]->type != REDIS_REPLY_STRING)
                 continue;
-            int64_t d = 1;
-            for (size_t k = 0; k < cc->n; k++)
-                if (strcmp(cc->ids[k], ent->element[0]->str) == 0)
+            int64_t d = 1, first = sl_now_ms();
+            for (size_t k = 0; k < cc->n; k++) {
+                if (strcmp(cc->ids[k], ent->element[0]->str) == 0) {
                     d = cc->deliveries[k] + 1; /* XCLAIM counted this delivery */
+                    first = cc->last_ms[k];
+                }
+            }
             r->reclaimed++;
-            add_entry(r, ent, d);
+            add_entry(r, ent, d, first);
         }
         pl_batch_flush(r->m);
     }
@@ -483,8 +489,9 @@ static void on_pending(redisAsyncContext *c, void *reply, void *priv)
     if (cc) {
         cc->ids = calloc(rep->elements, sizeof(char *));
         cc->deliveries = calloc(rep->elements, sizeof(int64_t));
+        cc->last_ms = calloc(rep->elements, sizeof(int64_t));
     }
-    if (!cc || !argv || !argl || !cc->ids || !cc->deliveries) {
+    if (!cc || !argv || !argl || !cc->ids || !cc->deliveries || !cc->last_ms) {
         claim_ctx_free(cc);
         free(argv);
         free(argl);
@@ -514,6 +521,9 @@ static void on_pending(redisAsyncContext *c, void *reply, void *priv)
         if (!cc->ids[cc->n])
             continue;
         cc->deliveries[cc->n] = deliveries;
+        /* Redis keeps only the last delivery time; for a redelivery it stands in for the
+         * first receive (documented in schemas/sqs-event.schema.json). */
+        cc->last_ms[cc->n] = sl_now_ms() - p->element[2]->integer;
         argv[a++] = cc->ids[cc->n];
         cc->n++;
     }

@@ -56,9 +56,8 @@ static void fz_parse(const uint8_t *data, size_t size)
 
 static void fz_encode(const uint8_t *data, size_t size)
 {
-    static const struct pl_sqs_ctx ctx = {.event_source_arn = "redis://fuzz:6379/0/s",
-                                          .region = "us-east-1",
-                                          .sender_id = "sluice"};
+    static const struct pl_sqs_ctx ctx = {
+        .event_source_arn = "redis://fuzz:6379/0/s", .region = "us-east-1", .sender_id = "sluice"};
     const char *names[FZ_MAX_FIELDS], *values[FZ_MAX_FIELDS];
     size_t nlens[FZ_MAX_FIELDS], vlens[FZ_MAX_FIELDS], nf = 0, off = 0, len, i;
     char namebuf[FZ_MAX_FIELDS][256];
@@ -100,8 +99,8 @@ static void fz_encode(const uint8_t *data, size_t size)
         return;
     if (pl_sqs_append_record(b, &e, &ctx) != 0)
         abort();
-    rec = json_loadb((const char *)evbuffer_pullup(b, -1), evbuffer_get_length(b),
-                     JSON_ALLOW_NUL, &err);
+    rec = json_loadb((const char *)evbuffer_pullup(b, -1), evbuffer_get_length(b), JSON_ALLOW_NUL,
+                     &err);
     if (!rec) {
         fprintf(stderr, "not JSON: %s\n", err.text);
         abort();

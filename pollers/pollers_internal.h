@@ -79,8 +79,12 @@ struct pl_sqs_ctx {
  * attributes ApproximateReceiveCount, SentTimestamp (the ms part of the id),
  * SenderId, ApproximateFirstReceiveTimestamp (all strings); md5OfBody (hex MD5 of the body
  * bytes, OpenSSL); md5OfMessageAttributes when there are attributes (SQS's algorithm); eventSource
- * "aws:sqs"; eventSourceARN; awsRegion. Field values that are not valid UTF-8 are carried...
- * (documented in schemas/sqs-event.schema.json). Returns 0, SL_ENOMEM.
+ * "aws:sqs"; eventSourceARN; awsRegion. Bytes that are not UTF-8 become U+FFFD in the body and
+ * in names; an attribute value that is not UTF-8 becomes a base64 "Binary" attribute; repeated
+ * names: the last wins (all in schemas/sqs-event.schema.json). No separator is written: the
+ * caller joins records with ','. e and ctx are borrowed for the call. Returns 0, SL_ENOMEM,
+ * SL_ETOOBIG (a name or value of 4 GiB or more), SL_EUNSUPPORTED (OpenSSL refuses MD5, FIPS);
+ * on failure out may end with part of a record and must be discarded.
  */
 int pl_sqs_append_record(struct evbuffer *out, const struct pl_stream_entry *e,
                          const struct pl_sqs_ctx *ctx);
@@ -89,9 +93,11 @@ int pl_sqs_append_record(struct evbuffer *out, const struct pl_stream_entry *e,
  * Reads a function's response under ReportBatchItemFailures for an SQS-shaped batch of n
  * records whose messageIds are ids[0..n). Lambda's rules (lambda-spec 2.6): empty body, null,
  * {} or an empty/null batchItemFailures = all succeeded; otherwise each itemIdentifier must be
- * a non-empty string naming a record of the batch. On success returns 0 and sets failed[i] for
- * every reported record. Anything invalid (not JSON, wrong types, an unknown or empty id)
- * returns SL_EPROTO: the whole batch counts as failed.
+ * a non-empty string naming a record of the batch. On success returns 0 and sets failed[i] to
+ * true exactly for the reported records (false for the others). Anything invalid (not JSON, a
+ * top level other than an object or null, wrong types, an unknown or empty id) returns
+ * SL_EPROTO; SL_ENOMEM. On any error every failed[i] is true: the whole batch counts as failed.
+ * ids (NUL-terminated) are borrowed for the call; failed may be NULL when n is 0.
  */
 int pl_sqs_parse_batch_response(const uint8_t *body, size_t len, const char *const *ids,
                                 size_t n, bool *failed);
