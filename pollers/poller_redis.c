@@ -23,6 +23,7 @@
 #include <hiredis/adapters/libevent.h>
 #include <hiredis/async.h>
 #include <hiredis/hiredis.h>
+#include <openssl/evp.h>
 
 #include "pollers/pollers_internal.h"
 
@@ -74,6 +75,7 @@ struct rs {
     struct event *claim_ev;
     struct event *stats_ev;
     struct pl_sqs_ctx sqs;
+    EVP_MD *md5;          /* fetched once for the encoder */
     /* metrics */
     uint64_t acked, redriven, reclaimed, read_errors;
     uint64_t rc_hist[RS_HIST];
@@ -760,6 +762,7 @@ static void rs_destroy(void *state)
         event_free(r->claim_ev);
     if (r->stats_ev)
         event_free(r->stats_ev);
+    EVP_MD_free(r->md5);
     free(r);
 }
 
@@ -789,6 +792,8 @@ static int rs_create(struct pl_mapping *m, void **state)
     r->sqs.event_source_arn = m->redacted_arn;
     r->sqs.region = pl_region(m);
     r->sqs.sender_id = "sluice";
+    r->md5 = EVP_MD_fetch(NULL, "MD5", NULL);
+    r->sqs.md5 = r->md5;
     r->reconnect_ev = evtimer_new(pl_base(m), on_reconnect_timer, r);
     r->claim_ev = event_new(pl_base(m), -1, EV_PERSIST, on_claim_timer, r);
     r->stats_ev = event_new(pl_base(m), -1, EV_PERSIST, on_stats_timer, r);

@@ -139,6 +139,7 @@ struct jw {
     uint8_t *p, *end;        /* its unwritten part */
     bool first;              /* no reservation made yet in this call */
     EVP_MD_CTX *md;          /* non-NULL: string content is also hashed, as text */
+    const EVP_MD *alg;       /* MD5 */
     int err;                 /* first error; every writer call is a no-op after it */
 };
 
@@ -510,7 +511,7 @@ static int fields_prepare(const struct pl_stream_entry *e, struct sqs_field *f, 
 
 static void md_begin(struct jw *w, EVP_MD_CTX *md)
 {
-    if (!w->err && EVP_DigestInit_ex(md, EVP_md5(), NULL) != 1)
+    if (!w->err && EVP_DigestInit_ex(md, w->alg ? w->alg : EVP_md5(), NULL) != 1)
         w->err = SL_EUNSUPPORTED; /* e.g. a FIPS-only provider, which refuses MD5 */
 }
 
@@ -722,6 +723,7 @@ int pl_sqs_append_record(struct evbuffer *out, const struct pl_stream_entry *e,
     }
 
     jw_init(&w, out);
+    w.alg = ctx->md5;
     jw_lit(&w, "{\"messageId\":\"");
     put_cstr(&w, id);
     jw_lit(&w, "\",\"receiptHandle\":\"");

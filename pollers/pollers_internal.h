@@ -69,6 +69,8 @@ struct pl_sqs_ctx {
     const char *event_source_arn; /* URI without credentials */
     const char *region;           /* awsRegion */
     const char *sender_id;        /* attributes.SenderId, e.g. "sluice" */
+    const struct evp_md_st *md5;  /* optional: MD5 fetched once (EVP_MD_fetch); NULL means
+                                   * EVP_md5(), which OpenSSL 3 looks up on every use */
 };
 
 /*
