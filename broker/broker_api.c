@@ -404,6 +404,54 @@ static void handle_metrics(br_api *api, struct evhttp_request *req)
     free(text);
 }
 
+/* GetEventSourceMapping (/{UUID}) and ListEventSourceMappings (with or without the trailing
+ * slash; FunctionName and EventSourceArn filters). Read-only: mappings come from the config
+ * file until the control plane lands. */
+static void handle_esm_get(br_api *api, struct evhttp_request *req, const char *rest,
+                           const char *query)
+{
+    char *body = NULL;
+    if (!api->pollers) {
+        br_api_send_error(req, 404, "ResourceNotFoundException", "no event source mappings",
+                          NULL);
+        return;
+    }
+    if (*rest == '\0' || strcmp(rest, "/") == 0) {
+        struct evkeyvalq q = {0};
+        const char *fn = NULL, *arn = NULL;
+        if (query && evhttp_parse_query_str(query, &q) == 0) {
+            fn = evhttp_find_header(&q, "FunctionName");
+            arn = evhttp_find_header(&q, "EventSourceArn");
+        }
+        char name[80];
+        if (fn && resolve_name(fn, NULL, name, sizeof(name)) == 0)
+            fn = name;
+        body = pl_mapping_list(api->pollers, fn, arn);
+        evhttp_clear_headers(&q);
+    } else if (rest[0] == '/' && !strchr(rest + 1, '/')) {
+        body = pl_mapping_describe(api->pollers, rest + 1);
+        if (!body) {
+            char msg[200];
+            snprintf(msg, sizeof(msg), "The resource you requested does not exist. (Service: "
+                     "Lambda, Status Code: 404) UUID %.40s", rest + 1);
+            br_api_send_error(req, 404, "ResourceNotFoundException", msg, NULL);
+            return;
+        }
+    } else {
+        br_api_send_error(req, 404, "UnknownOperationException", "unknown operation", NULL);
+        return;
+    }
+    if (!body) {
+        br_api_send_error(req, 500, "ServiceException", "out of memory", NULL);
+        return;
+    }
+    evbuffer_add(evhttp_request_get_output_buffer(req), body, strlen(body));
+    evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
+                      "application/json");
+    evhttp_send_reply(req, 200, "OK", NULL);
+    free(body);
+}
+
 /* Splits "/prefix/{name}/suffix" and URL-decodes {name}. Returns malloc'd name or NULL. */
 static char *match_fn_path(const char *path, const char *prefix, const char *suffix)
 {
@@ -459,6 +507,10 @@ static void on_request(struct evhttp_request *req, void *arg)
         }
         handle_invoke(api, req, name, NULL, true);
         free(name);
+        return;
+    }
+    if (strncmp(path, "/2015-03-31/event-source-mappings", 33) == 0 && cmd == EVHTTP_REQ_GET) {
+        handle_esm_get(api, req, path + 33, query);
         return;
     }
     if (strcmp(path, "/metrics") == 0 && cmd == EVHTTP_REQ_GET) {

@@ -43,4 +43,13 @@ struct evhttp_request;
 void br_api_send_error(struct evhttp_request *req, int status, const char *type,
                        const char *message, const char *reason);
 
+/*
+ * `sluice dlq list|replay ...` (broker_dlq.c): lists or replays the dead-letter stream of a Redis
+ * stream mapping. argv[0] is "dlq". A command-line tool: synchronous, never on the broker's
+ * loop. Prints results to stdout and problems to stderr, and returns the process's exit
+ * status: 0 all done (or nothing to do), 1 some dead letters failed or were skipped, or Redis or
+ * the broker could not be reached, 2 a bad command line or URI.
+ */
+int br_dlq_main(int argc, char **argv);
+
 #endif

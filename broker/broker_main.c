@@ -44,10 +44,13 @@ static void usage_main(FILE *f)
           "\n"
           "commands:\n"
           "  serve --config FILE   run the broker in the foreground\n"
+          "  dlq list URI          print a Redis mapping's dead letters\n"
+          "  dlq replay URI ...    replay them into their source stream or a function\n"
           "  version               print the version\n"
           "\n"
           "options:\n"
-          "  -h, --help            this help; 'sluice serve --help' explains serve\n"
+          "  -h, --help            this help; 'sluice serve --help' and 'sluice dlq --help'\n"
+          "                        explain those commands\n"
           "  -V, --version         print the version\n",
           f);
 }
@@ -326,6 +329,8 @@ int main(int argc, char **argv)
     }
     if (strcmp(cmd, "serve") == 0)
         return serve(argc - 1, argv + 1);
+    if (strcmp(cmd, "dlq") == 0)
+        return br_dlq_main(argc - 1, argv + 1);
     fprintf(stderr, "sluice: unknown command '%s'\n", cmd);
     usage_main(stderr);
     return 2;

@@ -11,6 +11,7 @@
 
 #include <event2/buffer.h>
 #include <event2/event.h>
+#include <jansson.h>
 
 #include "pollers/pollers_internal.h"
 
@@ -372,6 +373,7 @@ int pl_mapping_add(pl_pollers *pl, const struct pl_mapping_config *mc)
     m->max_inflight = mc->max_concurrency > 0 ? mc->max_concurrency : 1000;
     pl_uri_redact(mc->event_source_arn, m->redacted_arn, sizeof(m->redacted_arn));
     pl_mapping_set_result(m, "No records processed");
+    m->last_modified = (double)sl_now_ms() / 1000.0;
     m->window_ev = evtimer_new(pl->base, on_window, m);
     if (!m->window_ev || (rc = src->create(m, &m->state)) != 0 ||
         (rc = inv_capacity_listen(pl->inv, mc->function_name, on_capacity, m)) != 0) {
@@ -475,4 +477,73 @@ char *pl_metrics_text(pl_pollers *pl)
             m->src->metrics(m->state, b, labels);
     }
     return sl_evbuffer_take_string(b);
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* Describing mappings (Lambda's EventSourceMappingConfiguration)                           */
+/* ---------------------------------------------------------------------------------------- */
+
+static json_t *describe(struct pl_mapping *m)
+{
+    char arn[300];
+    inv_function_arn(m->pl->inv, m->cfg.function_name, arn, sizeof(arn));
+    const char *state = !m->cfg.enabled ? "Disabled" : m->draining ? "Disabling" : "Enabled";
+    json_t *o = json_pack("{s:s,s:s,s:s,s:i,s:i,s:s,s:s,s:f,s:s,s:[]}", "UUID", m->cfg.uuid,
+                          "FunctionArn", arn, "EventSourceArn", m->redacted_arn, "BatchSize",
+                          m->batch_size, "MaximumBatchingWindowInSeconds", (int)m->window_s,
+                          "State", state, "StateTransitionReason", "USER_INITIATED",
+                          "LastModified", m->last_modified, "LastProcessingResult",
+                          m->last_result, "FunctionResponseTypes");
+    if (!o)
+        return NULL;
+    if (m->cfg.report_batch_item_failures)
+        json_array_append_new(json_object_get(o, "FunctionResponseTypes"),
+                              json_string("ReportBatchItemFailures"));
+    if (m->cfg.max_concurrency > 0)
+        json_object_set_new(o, "ScalingConfig",
+                            json_pack("{s:i}", "MaximumConcurrency", m->cfg.max_concurrency));
+    char earn[200];
+    snprintf(earn, sizeof(earn), "arn:aws:lambda:%s:000000000000:event-source-mapping:%s",
+             pl_region(m), m->cfg.uuid);
+    json_object_set_new(o, "EventSourceMappingArn", json_string(earn));
+    return o;
+}
+
+char *pl_mapping_describe(pl_pollers *pl, const char *uuid)
+{
+    for (struct pl_mapping *m = pl->mappings; m; m = m->next) {
+        if (strcmp(m->cfg.uuid, uuid) != 0)
+            continue;
+        json_t *o = describe(m);
+        char *s = o ? json_dumps(o, JSON_COMPACT) : NULL;
+        json_decref(o);
+        return s;
+    }
+    return NULL;
+}
+
+char *pl_mapping_list(pl_pollers *pl, const char *function_name, const char *event_source_arn)
+{
+    json_t *arr = json_array();
+    if (!arr)
+        return NULL;
+    /* Oldest first, as they were added. */
+    size_t n = 0;
+    for (struct pl_mapping *m = pl->mappings; m; m = m->next)
+        n++;
+    for (size_t k = n; k-- > 0;) {
+        struct pl_mapping *m = pl->mappings;
+        for (size_t i = 0; i < k; i++)
+            m = m->next;
+        if (function_name && strcmp(function_name, m->cfg.function_name) != 0)
+            continue;
+        if (event_source_arn && strcmp(event_source_arn, m->redacted_arn) != 0 &&
+            strcmp(event_source_arn, m->cfg.event_source_arn) != 0)
+            continue;
+        json_array_append_new(arr, describe(m));
+    }
+    json_t *o = json_pack("{s:o}", "EventSourceMappings", arr);
+    char *s = o ? json_dumps(o, JSON_COMPACT) : NULL;
+    json_decref(o);
+    return s;
 }

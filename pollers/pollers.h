@@ -74,6 +74,14 @@ int pl_mapping_add(pl_pollers *pl, const struct pl_mapping_config *mc);
  */
 void pl_drain(pl_pollers *pl, void (*cb)(void *arg), void *arg);
 
+/*
+ * Describes mappings as Lambda's EventSourceMappingConfiguration (JSON, caller frees with
+ * free()): one mapping by UUID (NULL when unknown), or {"EventSourceMappings":[...]} of those
+ * whose FunctionName and EventSourceArn match the filters (NULL filter = any).
+ */
+char *pl_mapping_describe(pl_pollers *pl, const char *uuid);
+char *pl_mapping_list(pl_pollers *pl, const char *function_name, const char *event_source_arn);
+
 /* Appends Prometheus text for every mapping; caller frees. */
 char *pl_metrics_text(pl_pollers *pl);
 

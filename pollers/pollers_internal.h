@@ -188,6 +188,7 @@ struct pl_mapping {
     struct event *window_ev;
     char last_result[256];       /* LastProcessingResult */
     char redacted_arn[1024];
+    double last_modified;        /* epoch seconds, for LastModified */
     bool draining;
     bool source_drained;
     /* metrics */

@@ -103,6 +103,21 @@ def test_messages_are_delivered_acknowledged_and_shaped_like_sqs(broker_factory,
     assert json.loads(bodyless["body"]) == {"a": "1", "b": "two"}
     wait_for(lambda: pending(redis_server, q) == 0, what="everything acknowledged")
     assert metric(b, "sluice_redis_acknowledged_total") == 26
+    # GetEventSourceMapping / ListEventSourceMappings (read-only for now), Lambda's shape.
+    listed = http("GET", b.url + "/2015-03-31/event-source-mappings/").json()
+    assert len(listed["EventSourceMappings"]) == 1
+    esm = listed["EventSourceMappings"][0]
+    assert re.fullmatch(r"[0-9a-f-]{36}", esm["UUID"])
+    assert esm["FunctionArn"].endswith(":function:worker")
+    assert esm["EventSourceArn"] == "%s/%s" % (redis_server.url, q)
+    assert esm["BatchSize"] == 10 and esm["State"] == "Enabled"
+    assert esm["LastProcessingResult"] == "OK"
+    assert isinstance(esm["LastModified"], float)
+    one = http("GET", b.url + "/2015-03-31/event-source-mappings/" + esm["UUID"])
+    assert one.status == 200 and one.json()["UUID"] == esm["UUID"]
+    missing = http("GET", b.url + "/2015-03-31/event-source-mappings/" + "0" * 36)
+    assert missing.status == 404
+    assert missing.headers["x-amzn-errortype"] == "ResourceNotFoundException"
     # Nothing is delivered twice when all succeed.
     assert len(records(rec)) == 26
 
@@ -224,6 +239,9 @@ def test_redis_going_away_and_coming_back(broker_factory, tmp_path):
     wait_for(lambda: len(records(rec)) == 1, what="first message")
     srv.stop()
     wait_for(lambda: metric(b, "sluice_redis_connected") == 0, what="connection loss noticed")
+    listed = http("GET", b.url + "/2015-03-31/event-source-mappings?FunctionName=worker").json()
+    esm = listed["EventSourceMappings"][0]
+    assert esm["LastProcessingResult"].startswith("PROBLEM: Source unavailable"), esm
     srv2 = RedisServer(tmp_path / "r2", port=port)
     srv2.start()
     try:
@@ -233,6 +251,8 @@ def test_redis_going_away_and_coming_back(broker_factory, tmp_path):
         log = b.log_text()
         assert log.count("retrying with backoff") == 1, log
         assert "connected again" in log
+        got = http("GET", b.url + "/2015-03-31/event-source-mappings/" + esm["UUID"]).json()
+        assert got["LastProcessingResult"] == "OK", got
     finally:
         srv2.stop()
 
