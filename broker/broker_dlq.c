@@ -59,7 +59,7 @@
 
 #define DLQ_PREFIX "sluice-"
 #define DLQ_PREFIX_LEN 7
-#define DLQ_PAGE 100                 /* entries per XRANGE */
+#define DLQ_PAGE 100 /* entries per XRANGE */
 #define DLQ_CONNECT_TIMEOUT_S 5
 #define DLQ_REDIS_TIMEOUT_S 30
 /* Lambda's longest Timeout (900 s) plus time to start an instance and answer. */
@@ -71,8 +71,11 @@
 
 /*
  * KEYS: dead-letter stream, target stream. ARGV: the dead letter's id.
- * Returns the new id, false when the dead letter is gone, or an error.
+ * Returns the new id, false when the dead letter is gone, or an error (then nothing changed:
+ * XADD is the first write). XXX: Lua's unpack() stops near 8000 values, so an entry of more
+ * than about 4000 fields fails here and stays put (the redrive script has the same limit).
  */
+/* clang-format off */
 static const char replay_lua[] =
     "local e = redis.call('XRANGE', KEYS[1], ARGV[1], ARGV[1])\n"
     "if #e == 0 then return false end\n"
@@ -82,10 +85,13 @@ static const char replay_lua[] =
     "    table.insert(o, f[i]) table.insert(o, f[i + 1])\n"
     "  end\n"
     "end\n"
-    "if #o == 0 then return redis.error_reply('NOFIELDS the dead letter has no original fields') end\n"
+    "if #o == 0 then\n"
+    "  return redis.error_reply('NOFIELDS the dead letter has no original fields')\n"
+    "end\n"
     "local id = redis.call('XADD', KEYS[2], '*', unpack(o))\n"
     "redis.call('XDEL', KEYS[1], ARGV[1])\n"
     "return id\n";
+/* clang-format on */
 
 /* ---------------------------------------------------------------------------------------- */
 /* Command line                                                                             */
@@ -94,12 +100,12 @@ static const char replay_lua[] =
 enum dlq_to { DLQ_TO_NONE, DLQ_TO_SOURCE, DLQ_TO_STREAM, DLQ_TO_FUNCTION };
 
 struct dlq_opts {
-    bool replay;             /* the subcommand: replay, else list */
+    bool replay; /* the subcommand: replay, else list */
     bool json;
     bool dry_run;
     bool async;
     bool to_source;
-    long long count;         /* 0 = every dead letter */
+    long long count; /* 0 = every dead letter */
     const char *to_stream;
     const char *function;
     const char *endpoint;
@@ -217,8 +223,10 @@ static int parse_args(int argc, char **argv, struct dlq_opts *o)
         switch (c) {
         case O_COUNT:
             if (!parse_count(optarg, &o->count)) {
-                fprintf(stderr, "sluice dlq %s: --count needs a whole number of at least 1, "
-                        "not '%s'\n", sub, optarg);
+                fprintf(stderr,
+                        "sluice dlq %s: --count needs a whole number of at least 1, "
+                        "not '%s'\n",
+                        sub, optarg);
                 return SL_EINVAL;
             }
             break;
@@ -255,8 +263,10 @@ static int parse_args(int argc, char **argv, struct dlq_opts *o)
         }
     }
     if (optind >= argc) {
-        fprintf(stderr, "sluice dlq %s: the dead-letter stream's URI is required "
-                "(redis://host:port[/db]/STREAM)\n", sub);
+        fprintf(stderr,
+                "sluice dlq %s: the dead-letter stream's URI is required "
+                "(redis://host:port[/db]/STREAM)\n",
+                sub);
         return SL_EINVAL;
     }
     if (optind + 1 < argc) {
@@ -266,9 +276,13 @@ static int parse_args(int argc, char **argv, struct dlq_opts *o)
     o->uri = argv[optind];
 
     if (!o->replay) {
-        const char *bad = o->to_source ? "--to-source" : o->to_stream ? "--to-stream"
-                          : o->function ? "--to-function" : endpoint_given ? "--endpoint"
-                          : o->async ? "--async" : o->dry_run ? "--dry-run" : NULL;
+        const char *bad = o->to_source     ? "--to-source"
+                          : o->to_stream   ? "--to-stream"
+                          : o->function    ? "--to-function"
+                          : endpoint_given ? "--endpoint"
+                          : o->async       ? "--async"
+                          : o->dry_run     ? "--dry-run"
+                                           : NULL;
         if (bad) {
             fprintf(stderr, "sluice dlq list: %s belongs to 'sluice dlq replay'\n", bad);
             return SL_EINVAL;
@@ -281,12 +295,12 @@ static int parse_args(int argc, char **argv, struct dlq_opts *o)
     }
     if (o->function && (o->to_source || o->to_stream)) {
         fprintf(stderr, "sluice dlq replay: --to-function cannot be combined with --to-source "
-                "or --to-stream\n");
+                        "or --to-stream\n");
         return SL_EINVAL;
     }
     if (!o->function && !o->to_source && !o->to_stream) {
         fprintf(stderr, "sluice dlq replay: say where to: --to-source, --to-stream NAME or "
-                "--to-function NAME\n");
+                        "--to-function NAME\n");
         return SL_EINVAL;
     }
     if (!o->function && (endpoint_given || o->async)) {
@@ -299,8 +313,10 @@ static int parse_args(int argc, char **argv, struct dlq_opts *o)
         return SL_EINVAL;
     }
     if (o->function && !valid_function_name(o->function)) {
-        fprintf(stderr, "sluice dlq replay: --to-function: \"%s\" is not a function name "
-                "([A-Za-z0-9_-]{1,64})\n", o->function);
+        fprintf(stderr,
+                "sluice dlq replay: --to-function: \"%s\" is not a function name "
+                "([A-Za-z0-9_-]{1,64})\n",
+                o->function);
         return SL_EINVAL;
     }
     return 0;
@@ -311,14 +327,14 @@ static int parse_args(int argc, char **argv, struct dlq_opts *o)
 /* ---------------------------------------------------------------------------------------- */
 
 struct dlq_uri {
-    char host[256];      /* IPv6 without brackets */
+    char host[256]; /* IPv6 without brackets */
     int port;
     int db;
     char user[128];
     char password[256];
     char stream[512];
-    char shown[1024];    /* the URI without its user info: messages, eventSourceARN */
-    char addr[300];      /* host:port as people write it, for messages */
+    char shown[1024]; /* the URI without its user info: messages, eventSourceARN */
+    char addr[300];   /* host:port as people write it, for messages */
 };
 
 static int hexval(char ch)
@@ -369,7 +385,8 @@ static int dlq_uri_parse(const char *uri, struct dlq_uri *u, char *err, size_t e
 
     memset(u, 0, sizeof(*u));
     if (strchr(uri, '?')) {
-        snprintf(err, errsz, "a query (?...) belongs to a mapping's EventSourceArn; give the "
+        snprintf(err, errsz,
+                 "a query (?...) belongs to a mapping's EventSourceArn; give the "
                  "dead-letter stream itself: redis://host:port[/db]/STREAM");
         return SL_EINVAL;
     }
@@ -421,8 +438,10 @@ static int dlq_uri_parse(const char *uri, struct dlq_uri *u, char *err, size_t e
     if (!pct_decode(stream, strlen(stream), u->stream, sizeof(u->stream)))
         goto bad;
     snprintf(u->shown, sizeof(u->shown), "%s%s", scheme, host);
-    snprintf(u->addr, sizeof(u->addr), strchr(u->host, ':') ? "[%s]:%d" : "%s:%d", u->host,
-             u->port);
+    if (strchr(u->host, ':'))
+        snprintf(u->addr, sizeof(u->addr), "[%s]:%d", u->host, u->port);
+    else
+        snprintf(u->addr, sizeof(u->addr), "%s:%d", u->host, u->port);
     return 0;
 
 bad:
@@ -556,9 +575,9 @@ static bool jput(json_t *o, const char *key, json_t *v)
 /* One dead letter: views into an XRANGE reply, borrowed until the reply is freed. */
 struct dlq_letter {
     const char *id;
-    const redisReply *fv;          /* [name1, value1, ...]; NULL when the entry has none */
+    const redisReply *fv; /* [name1, value1, ...]; NULL when the entry has none */
     const redisReply *source_stream, *source_id, *receive_count, *last_error; /* NULL: absent */
-    size_t norig;                  /* original fields (not sluice-*) */
+    size_t norig; /* original fields (not sluice-*) */
 };
 
 static bool is_str(const redisReply *r)
@@ -642,9 +661,9 @@ struct dlq_run {
     struct dlq_uri u;
     redisContext *rc;
     struct dlq_http *http;
-    bool header_done;        /* list: the table's header was printed */
-    long long seen;          /* dead letters looked at */
-    long long done;          /* replayed (or, dry run, would be) */
+    bool header_done; /* list: the table's header was printed */
+    long long seen;   /* dead letters looked at */
+    long long done;   /* replayed (or, dry run, would be) */
     long long skipped;
     long long failed;
 };
@@ -660,7 +679,8 @@ static void redis_complain(struct dlq_run *r, const char *what, const redisReply
     fprintf(stderr, "sluice dlq: redis at %s: %s: %s%s\n", r->u.addr, what, rep->str,
             strncmp(rep->str, "NOAUTH", 6) == 0
                 ? " (put the password in the URI: redis://:PASSWORD@host:port/STREAM)"
-                : strncmp(rep->str, "WRONGTYPE", 9) == 0 ? " (that key is not a stream)" : "");
+            : strncmp(rep->str, "WRONGTYPE", 9) == 0 ? " (that key is not a stream)"
+                                                     : "");
 }
 
 /* Runs a command given as argv; returns the reply (caller frees), or NULL after printing why
@@ -764,6 +784,7 @@ static int dlq_scan(struct dlq_run *r, dlq_visit_fn visit)
     long long left = r->o.count > 0 ? r->o.count : LLONG_MAX;
     const char *argv[6];
     redisReply *rep;
+    bool more;
     int rc = 0;
 
     argv[0] = "XREVRANGE";
@@ -802,11 +823,14 @@ static int dlq_scan(struct dlq_run *r, dlq_visit_fn visit)
             r->seen++;
             left--;
             rc = visit(r, &l);
-            if (i + 1 == n && !next_id(l.id, start, sizeof(start)))
-                n = 0; /* the last id there is: nothing can follow */
         }
+        /* A full page: the next one starts right after its last id (none after the last id
+         * there can be). */
+        more = n == (size_t)page && rep->element[n - 1]->type == REDIS_REPLY_ARRAY &&
+               rep->element[n - 1]->elements > 0 && is_str(rep->element[n - 1]->element[0]) &&
+               next_id(rep->element[n - 1]->element[0]->str, start, sizeof(start));
         freeReplyObject(rep);
-        if (n < (size_t)page)
+        if (!more)
             break;
     }
     return rc < 0 ? rc : 0;
@@ -849,6 +873,85 @@ static void fields_summary(const struct dlq_letter *l, char *out, size_t outsz)
     }
 }
 
+/* Undoes sl_log_escape (\\ \" \n \xHH), which is how the mapping stores the last error. */
+static void log_unescape(const char *s, size_t n, char *out, size_t outsz)
+{
+    size_t i = 0, o = 0;
+
+    while (i < n && o + 1 < outsz) {
+        if (s[i] == '\\' && i + 1 < n) {
+            char c = s[i + 1];
+            if (c == 'x' && i + 3 < n && hexval(s[i + 2]) >= 0 && hexval(s[i + 3]) >= 0) {
+                out[o++] = (char)(hexval(s[i + 2]) * 16 + hexval(s[i + 3]));
+                i += 4;
+                continue;
+            }
+            out[o++] = c == 'n' ? '\n' : c;
+            i += 2;
+            continue;
+        }
+        out[o++] = s[i++];
+    }
+    out[o] = '\0';
+}
+
+/*
+ * The string value of "key": "..." in text, which is JSON but may be cut short (the mapping
+ * keeps the first 120 bytes), into out. False when the key is not there.
+ */
+static bool json_string_in(const char *text, const char *key, char *out, size_t outsz)
+{
+    char pat[64];
+    const char *p;
+    size_t o = 0;
+
+    snprintf(pat, sizeof(pat), "\"%s\"", key);
+    p = strstr(text, pat);
+    if (!p)
+        return false;
+    p += strlen(pat);
+    p += strspn(p, " \t");
+    if (*p++ != ':')
+        return false;
+    p += strspn(p, " \t");
+    if (*p++ != '"')
+        return false;
+    while (*p && *p != '"' && o + 1 < outsz) {
+        if (*p == '\\' && p[1]) {
+            p++;
+            out[o++] = *p == 'n' || *p == 't' || *p == 'r' ? ' ' : *p;
+            p++;
+            continue;
+        }
+        out[o++] = *p++;
+    }
+    out[o] = '\0';
+    return true;
+}
+
+/*
+ * The last error for the table. A function error is kept as "Unhandled: " plus the function's
+ * error JSON, escaped and cut short; it is shown as "Unhandled: Error: always fails".
+ * Anything else is shown escaped as it is.
+ */
+static const char *error_shown(const redisReply *v, char *buf, size_t bufsz)
+{
+    char plain[512], type[96], msg[256], text[600];
+    const char *brace;
+
+    if (!v)
+        return "-";
+    log_unescape(v->str, (size_t)v->len, plain, sizeof(plain));
+    brace = strchr(plain, '{');
+    if (!brace || !json_string_in(brace, "errorMessage", msg, sizeof(msg)))
+        return shown(v, buf, bufsz);
+    if (!json_string_in(brace, "errorType", type, sizeof(type)))
+        type[0] = '\0';
+    snprintf(text, sizeof(text), "%.*s%s%s%s", (int)(brace - plain), plain, type,
+             type[0] ? ": " : "", msg);
+    return sl_log_escape(text, strlen(text), buf, bufsz);
+}
+
 static int list_table(struct dlq_run *r, const struct dlq_letter *l)
 {
     char src[72], sid[40], rcv[24], err[48], fields[240];
@@ -865,7 +968,7 @@ static int list_table(struct dlq_run *r, const struct dlq_letter *l)
         snprintf(rcv, sizeof(rcv), "-");
     fields_summary(l, fields, sizeof(fields));
     printf("%-21s %-16s %-21s %8s  %-40s %s\n", l->id, shown(l->source_stream, src, sizeof(src)),
-           shown(l->source_id, sid, sizeof(sid)), rcv, shown(l->last_error, err, sizeof(err)),
+           shown(l->source_id, sid, sizeof(sid)), rcv, error_shown(l->last_error, err, sizeof(err)),
            fields);
     r->done++;
     return 0;
@@ -931,8 +1034,10 @@ static int replay_stream(struct dlq_run *r, const struct dlq_letter *l)
         target = l->source_stream->str;
         tlen = (size_t)l->source_stream->len;
     } else {
-        fprintf(stderr, "sluice dlq: skipping %s: it has no sluice-source-stream field (name a "
-                "stream with --to-stream NAME)\n", l->id);
+        fprintf(stderr,
+                "sluice dlq: skipping %s: it has no sluice-source-stream field (name a "
+                "stream with --to-stream NAME)\n",
+                l->id);
         r->skipped++;
         return 0;
     }
@@ -944,8 +1049,10 @@ static int replay_stream(struct dlq_run *r, const struct dlq_letter *l)
         return 0;
     }
     if (l->norig == 0) {
-        fprintf(stderr, "sluice dlq: skipping %s: it has no original fields (the source entry "
-                "was already gone when it was dead-lettered)\n", l->id);
+        fprintf(stderr,
+                "sluice dlq: skipping %s: it has no original fields (the source entry "
+                "was already gone when it was dead-lettered)\n",
+                l->id);
         r->skipped++;
         return 0;
     }
@@ -965,12 +1072,14 @@ static int replay_stream(struct dlq_run *r, const struct dlq_letter *l)
         return SL_EIO;
     }
     if (rep->type == REDIS_REPLY_ERROR) {
-        fprintf(stderr, "sluice dlq: %s not replayed to %s: %s; left in %s\n", l->id, esc,
-                rep->str, r->u.stream);
+        fprintf(stderr, "sluice dlq: %s not replayed to %s: %s; left in %s\n", l->id, esc, rep->str,
+                r->u.stream);
         r->failed++;
     } else if (rep->type == REDIS_REPLY_NIL) {
-        fprintf(stderr, "sluice dlq: %s is gone (replayed or deleted meanwhile by someone "
-                "else)\n", l->id);
+        fprintf(stderr,
+                "sluice dlq: %s is gone (replayed or deleted meanwhile by someone "
+                "else)\n",
+                l->id);
         r->skipped++;
     } else {
         r->done++;
@@ -984,13 +1093,13 @@ static int replay_stream(struct dlq_run *r, const struct dlq_letter *l)
 /* ---------------------------------------------------------------------------------------- */
 
 struct ev_field {
-    const char *name;   /* UTF-8: the entry's bytes, or the repaired copy in owned */
+    const char *name; /* UTF-8: the entry's bytes, or the repaired copy in owned */
     size_t nlen;
-    const char *value;  /* the entry's bytes */
+    const char *value; /* the entry's bytes */
     size_t vlen;
     char *owned;
-    size_t idx;         /* position among the original fields */
-    bool keep;          /* no later field has the same name */
+    size_t idx; /* position among the original fields */
+    bool keep;  /* no later field has the same name */
 };
 
 static int ev_field_cmp(const void *pa, const void *pb)
@@ -1046,8 +1155,7 @@ static bool md_u32(EVP_MD_CTX *md, size_t v)
  * messageAttributes (every kept field but body, by name, String or Binary) into attrs, and
  * SQS's MD5OfMessageAttributes into hex. Returns the number of attributes, or -1 on failure.
  */
-static long put_attributes(json_t *attrs, struct ev_field *f, size_t n, size_t body,
-                           char hex[33])
+static long put_attributes(json_t *attrs, struct ev_field *f, size_t n, size_t body, char hex[33])
 {
     struct ev_field **s = calloc(n ? n : 1, sizeof(*s));
     unsigned char d[EVP_MAX_MD_SIZE];
@@ -1114,8 +1222,8 @@ static json_t *make_body(struct ev_field *f, size_t n, size_t body, char hex[33]
     }
     obj = json_object();
     for (size_t i = 0; obj && i < n; i++) {
-        if (f[i].keep && json_object_setn_new(obj, f[i].name, f[i].nlen,
-                                              jstr(f[i].value, f[i].vlen)) != 0) {
+        if (f[i].keep &&
+            json_object_setn_new(obj, f[i].name, f[i].nlen, jstr(f[i].value, f[i].vlen)) != 0) {
             json_decref(obj);
             obj = NULL;
         }
@@ -1228,8 +1336,8 @@ struct dlq_http {
     char host[256];
     /* the answer to the request in flight */
     bool done;
-    int status;                 /* 0: no answer */
-    int error;                  /* 1 + enum evhttp_request_error; 0 none */
+    int status; /* 0: no answer */
+    int error;  /* 1 + enum evhttp_request_error; 0 none */
     char function_error[64];
     char error_type[128];
     struct evbuffer *body;
@@ -1263,8 +1371,10 @@ static int http_new(const char *endpoint, struct dlq_http **out)
     *out = NULL;
     if (!u || !scheme || strcmp(scheme, "http") != 0 || !host || !host[0] ||
         (path && path[0] && strcmp(path, "/") != 0) || evhttp_uri_get_query(u)) {
-        fprintf(stderr, "sluice dlq replay: --endpoint must be http://host:port (the broker's "
-                "Listen address), not '%s'\n", endpoint);
+        fprintf(stderr,
+                "sluice dlq replay: --endpoint must be http://host:port (the broker's "
+                "Listen address), not '%s'\n",
+                endpoint);
         evhttp_uri_free(u);
         return SL_EINVAL;
     }
@@ -1346,7 +1456,8 @@ static int http_invoke(struct dlq_http *h, const char *function, bool async, con
         return SL_ENOMEM;
     }
     snprintf(path, sizeof(path), "/2015-03-31/functions/%s/invocations", function);
-    /* The connection owns req from here, whether or not the call succeeds. */
+    /* The connection owns req from here. XXX: when the call fails, libevent 2.1 does not say
+     * whether it freed req; the run stops then, so at worst one request leaks at exit. */
     if (evhttp_make_request(h->conn, req, EVHTTP_REQ_POST, path) != 0)
         return SL_ECONNECT;
     while (!h->done)
@@ -1366,8 +1477,8 @@ static const char *http_error_text(int e)
         return "invalid answer";
     case EVREQ_HTTP_BUFFER_ERROR:
         return "connection refused or broken";
-    default:
-        return "no answer";
+    default: /* libevent 2.1 reports a refused connect without a code */
+        return "no answer (connection refused or closed)";
     }
 }
 
@@ -1407,8 +1518,10 @@ static int replay_function(struct dlq_run *r, const struct dlq_letter *l)
     int err;
 
     if (l->norig == 0) {
-        fprintf(stderr, "sluice dlq: skipping %s: it has no original fields (the source entry "
-                "was already gone when it was dead-lettered)\n", l->id);
+        fprintf(stderr,
+                "sluice dlq: skipping %s: it has no original fields (the source entry "
+                "was already gone when it was dead-lettered)\n",
+                l->id);
         r->skipped++;
         return 0;
     }
@@ -1433,9 +1546,10 @@ static int replay_function(struct dlq_run *r, const struct dlq_letter *l)
         return err;
     }
     if (err) {
-        fprintf(stderr, "sluice dlq: cannot reach the broker at %s: %s (is 'sluice serve' "
-                "running there?); %s left in %s\n", r->o.endpoint,
-                http_error_text(r->http->error), l->id, r->u.stream);
+        fprintf(stderr,
+                "sluice dlq: cannot reach the broker at %s: %s (is 'sluice serve' "
+                "running there?); %s left in %s\n",
+                r->o.endpoint, http_error_text(r->http->error), l->id, r->u.stream);
         r->failed++;
         return SL_ECONNECT;
     }
@@ -1448,8 +1562,10 @@ static int replay_function(struct dlq_run *r, const struct dlq_letter *l)
     }
     rep = redis_argv(r, "XDEL", 3, argv, NULL);
     if (!rep) {
-        fprintf(stderr, "sluice dlq: %s was invoked but could not be deleted from %s: the next "
-                "replay invokes it again\n", l->id, r->u.stream);
+        fprintf(stderr,
+                "sluice dlq: %s was invoked but could not be deleted from %s: the next "
+                "replay invokes it again\n",
+                l->id, r->u.stream);
         r->failed++;
         return SL_EIO;
     }
