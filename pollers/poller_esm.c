@@ -221,17 +221,43 @@ static void batch_done(struct pl_batch *b, const struct pl_outcome *o)
     m->src->poll(m->state);
 }
 
+/*
+ * The error as people read it, for logs and dead letters: "<errorType>: <errorMessage>" from
+ * Lambda's error object (else the raw body), control characters as spaces, cut to fit.
+ */
+static void error_reason(const struct inv_result *r, char *out, size_t outsz)
+{
+    const char *type = r->error_type ? r->error_type : "Unhandled";
+    json_error_t e;
+    json_t *doc = r->payload_len ? json_loadb((const char *)r->payload, r->payload_len, 0, &e)
+                                 : NULL;
+    const char *msg = json_string_value(json_object_get(doc, "errorMessage"));
+    const char *jtype = json_string_value(json_object_get(doc, "errorType"));
+    if (jtype && *jtype)
+        type = jtype;
+    int n;
+    if (msg)
+        n = snprintf(out, outsz, "%s: %s", type, msg);
+    else
+        n = snprintf(out, outsz, "%s: %.*s", type, (int)(r->payload_len < 900 ? r->payload_len
+                                                                          : 900),
+                     (const char *)r->payload);
+    json_decref(doc);
+    size_t len = n < 0 ? 0 : ((size_t)n < outsz ? (size_t)n : outsz - 1);
+    for (size_t i = 0; i < len; i++)
+        if ((unsigned char)out[i] < 0x20)
+            out[i] = ' ';
+}
+
 static void on_invoked(const struct inv_result *r, void *arg)
 {
     struct pl_batch *b = arg;
     struct pl_mapping *m = b->m;
-    char reason[200];
+    char reason[1024];
     struct pl_outcome o = {.result = PL_RESULT_OK};
     bool *failed = NULL;
     if (r->status != INV_OK) {
-        char esc[120];
-        snprintf(reason, sizeof(reason), "%s: %s", r->error_type ? r->error_type : "Unhandled",
-                 sl_log_escape(r->payload, r->payload_len, esc, sizeof(esc)));
+        error_reason(r, reason, sizeof(reason));
         o.result = PL_RESULT_FAILED;
         o.error = reason;
         m->m_records_failed += b->n;
