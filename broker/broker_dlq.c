@@ -28,19 +28,17 @@
  *     without X-Amz-Function-Error (202 with --async); if this command dies in between, the
  *     next replay invokes it again. One invocation per dead letter, so one bad message cannot
  *     fail a batch of good ones, and each deletion follows its own outcome.
- *   - The event is the SQS shape the mapping sends (schemas/sqs-event.schema.json), built here
- *     with jansson. XXX: the mapping's encoder (pl_sqs_append_record) is internal to pollers/,
- *     so its rules (body/attributes split, last name wins, U+FFFD repair, Binary attributes,
- *     SQS's attribute digest) are repeated below; a public encoder in pollers.h would remove
- *     the copy. Differences, chosen for a replay: messageId is the source entry id (what the
- *     function saw before), eventSourceARN is the dead-letter stream's URI, and
- *     ApproximateReceiveCount is the dead letter's receive count plus this delivery.
+ *   - The event is the SQS shape the mapping sends (schemas/sqs-event.schema.json), written by
+ *     the mapping's own encoder (pl_sqs_append_record), and the URI is read by the mappings'
+ *     parser (pl_redis_uri_parse): no second copy of either to drift. Differences, chosen for
+ *     a replay: messageId is the source entry id (what the function saw before),
+ *     eventSourceARN is the dead-letter stream's URI, and ApproximateReceiveCount is the dead
+ *     letter's receive count plus this delivery.
  *   - Skipped dead letters (no sluice-source-stream, no original fields) count against the exit
  *     status: they still sit in the dead-letter stream and need someone's attention.
  */
 #include <errno.h>
 #include <getopt.h>
-#include <inttypes.h>
 #include <limits.h>
 #include <signal.h>
 #include <stdio.h>
@@ -52,7 +50,6 @@
 #include <event2/http.h>
 #include <hiredis/hiredis.h>
 #include <jansson.h>
-#include <openssl/evp.h>
 
 #include "broker/broker_internal.h"
 #include "pollers/pollers.h"
@@ -323,135 +320,7 @@ static int parse_args(int argc, char **argv, struct dlq_opts *o)
 }
 
 /* ---------------------------------------------------------------------------------------- */
-/* The dead-letter stream's URI                                                             */
-/* ---------------------------------------------------------------------------------------- */
-
-struct dlq_uri {
-    char host[256]; /* IPv6 without brackets */
-    int port;
-    int db;
-    char user[128];
-    char password[256];
-    char stream[512];
-    char shown[1024]; /* the URI without its user info: messages, eventSourceARN */
-    char addr[300];   /* host:port as people write it, for messages */
-};
-
-static int hexval(char ch)
-{
-    if (ch >= '0' && ch <= '9')
-        return ch - '0';
-    if (ch >= 'a' && ch <= 'f')
-        return ch - 'a' + 10;
-    if (ch >= 'A' && ch <= 'F')
-        return ch - 'A' + 10;
-    return -1;
-}
-
-/* Percent-decodes s[0..n) into out (NUL-terminated). False when it does not fit or an escape
- * is malformed (the URI was validated before, so neither happens in practice). */
-static bool pct_decode(const char *s, size_t n, char *out, size_t outsz)
-{
-    size_t i, o = 0;
-
-    for (i = 0; i < n; i++) {
-        char ch = s[i];
-        if (ch == '%') {
-            if (i + 2 >= n || hexval(s[i + 1]) < 0 || hexval(s[i + 2]) < 0)
-                return false;
-            ch = (char)(hexval(s[i + 1]) * 16 + hexval(s[i + 2]));
-            i += 2;
-        }
-        if (o + 1 >= outsz)
-            return false;
-        out[o++] = ch;
-    }
-    out[o] = '\0';
-    return true;
-}
-
-/*
- * Parses the dead-letter stream's URI. The grammar is the mappings' (pl_mapping_validate checks
- * it, so both refuse the same things in the same words) without a query. Returns 0, or
- * SL_EINVAL with a sentence in err.
- */
-static int dlq_uri_parse(const char *uri, struct dlq_uri *u, char *err, size_t errsz)
-{
-    static const char scheme[] = "redis://";
-    struct pl_mapping_config mc;
-    char fn[] = "dlq";
-    const char *auth, *auth_end, *at = NULL, *host, *p, *path, *slash, *stream;
-    size_t prefix = strlen("EventSourceArn: ");
-
-    memset(u, 0, sizeof(*u));
-    if (strchr(uri, '?')) {
-        snprintf(err, errsz,
-                 "a query (?...) belongs to a mapping's EventSourceArn; give the "
-                 "dead-letter stream itself: redis://host:port[/db]/STREAM");
-        return SL_EINVAL;
-    }
-    pl_mapping_config_defaults(&mc);
-    mc.function_name = fn;
-    mc.event_source_arn = (char *)uri;
-    if (pl_mapping_validate(&mc, err, errsz) != 0) {
-        if (strncmp(err, "EventSourceArn: ", prefix) == 0)
-            memmove(err, err + prefix, strlen(err + prefix) + 1);
-        return SL_EINVAL;
-    }
-    /* Valid from here on: the pieces are where the grammar puts them. */
-    auth = uri + strlen(scheme);
-    auth_end = auth + strcspn(auth, "/");
-    for (p = auth; p < auth_end; p++)
-        if (*p == '@')
-            at = p;
-    if (at) {
-        const char *colon = memchr(auth, ':', (size_t)(at - auth));
-        if (!colon || !pct_decode(auth, (size_t)(colon - auth), u->user, sizeof(u->user)) ||
-            !pct_decode(colon + 1, (size_t)(at - colon - 1), u->password, sizeof(u->password)))
-            goto bad;
-    }
-    host = at ? at + 1 : auth;
-    u->port = 6379;
-    if (*host == '[') {
-        const char *rb = memchr(host, ']', (size_t)(auth_end - host));
-        if (!rb || (size_t)(rb - host - 1) >= sizeof(u->host))
-            goto bad;
-        memcpy(u->host, host + 1, (size_t)(rb - host - 1));
-        if (rb + 1 < auth_end)
-            u->port = atoi(rb + 2);
-    } else {
-        const char *colon = memchr(host, ':', (size_t)(auth_end - host));
-        size_t hl = colon ? (size_t)(colon - host) : (size_t)(auth_end - host);
-        if (hl >= sizeof(u->host))
-            goto bad;
-        memcpy(u->host, host, hl);
-        if (colon)
-            u->port = atoi(colon + 1);
-    }
-    path = auth_end + 1;
-    slash = strchr(path, '/');
-    stream = path;
-    if (slash) {
-        u->db = atoi(path);
-        stream = slash + 1;
-    }
-    if (!pct_decode(stream, strlen(stream), u->stream, sizeof(u->stream)))
-        goto bad;
-    snprintf(u->shown, sizeof(u->shown), "%s%s", scheme, host);
-    if (strchr(u->host, ':'))
-        snprintf(u->addr, sizeof(u->addr), "[%s]:%d", u->host, u->port);
-    else
-        snprintf(u->addr, sizeof(u->addr), "%s:%d", u->host, u->port);
-    return 0;
-
-bad:
-    memset(u, 0, sizeof(*u));
-    snprintf(err, errsz, "cannot read the URI");
-    return SL_EINVAL;
-}
-
-/* ---------------------------------------------------------------------------------------- */
-/* UTF-8 (the same rules as pollers/poller_sqs.c: maximal subparts become U+FFFD)           */
+/* UTF-8 and JSON for `list --json` (the replay event is pollers' pl_sqs_append_record)     */
 /* ---------------------------------------------------------------------------------------- */
 
 static const uint8_t utf8_fffd[3] = {0xEF, 0xBF, 0xBD};
@@ -493,23 +362,6 @@ static bool utf8_seq(const uint8_t *s, size_t n, size_t *len)
     return true;
 }
 
-static bool utf8_valid(const void *p, size_t n)
-{
-    const uint8_t *s = p;
-    size_t i = 0, k;
-
-    while (i < n) {
-        if (s[i] < 0x80) {
-            i++;
-            continue;
-        }
-        if (!utf8_seq(s + i, n - i, &k))
-            return false;
-        i += k;
-    }
-    return true;
-}
-
 /* A malloc'd copy of s[0..n) with ill-formed subparts replaced (*outlen bytes, NUL after);
  * NULL when out of memory or too long. */
 static char *utf8_repaired(const void *p, size_t n, size_t *outlen)
@@ -541,19 +393,14 @@ static char *utf8_repaired(const void *p, size_t n, size_t *outlen)
     return (char *)out;
 }
 
-/* A JSON string of the bytes s[0..n), repaired when they are not UTF-8. NULL: out of memory. */
+/* A JSON string of the bytes s[0..n), each ill-formed subpart made U+FFFD (pollers' rule):
+ * jansson takes only UTF-8 and repairs nothing. NULL: out of memory. */
 static json_t *jstr(const char *s, size_t n)
 {
     size_t fl;
-    char *fixed;
-    json_t *j;
+    char *fixed = utf8_repaired(s, n, &fl);
+    json_t *j = fixed ? json_stringn(fixed, fl) : NULL;
 
-    if (utf8_valid(s, n))
-        return json_stringn(s, n);
-    fixed = utf8_repaired(s, n, &fl);
-    if (!fixed)
-        return NULL;
-    j = json_stringn(fixed, fl);
     free(fixed);
     return j;
 }
@@ -658,7 +505,9 @@ struct dlq_http;
 
 struct dlq_run {
     struct dlq_opts o;
-    struct dlq_uri u;
+    struct pl_redis_uri u; /* the dead-letter stream; the query fields stay unset */
+    char shown[1024];      /* the URI without its user info: messages, eventSourceARN */
+    char addr[300];        /* host:port as people write it, for messages */
     redisContext *rc;
     struct dlq_http *http;
     bool header_done; /* list: the table's header was printed */
@@ -672,11 +521,11 @@ struct dlq_run {
 static void redis_complain(struct dlq_run *r, const char *what, const redisReply *rep)
 {
     if (!rep) {
-        fprintf(stderr, "sluice dlq: redis at %s: %s failed: %s\n", r->u.addr, what,
+        fprintf(stderr, "sluice dlq: redis at %s: %s failed: %s\n", r->addr, what,
                 r->rc->errstr[0] ? r->rc->errstr : "connection lost");
         return;
     }
-    fprintf(stderr, "sluice dlq: redis at %s: %s: %s%s\n", r->u.addr, what, rep->str,
+    fprintf(stderr, "sluice dlq: redis at %s: %s: %s%s\n", r->addr, what, rep->str,
             strncmp(rep->str, "NOAUTH", 6) == 0
                 ? " (put the password in the URI: redis://:PASSWORD@host:port/STREAM)"
             : strncmp(rep->str, "WRONGTYPE", 9) == 0 ? " (that key is not a stream)"
@@ -714,8 +563,7 @@ static int redis_open(struct dlq_run *r)
         return SL_ENOMEM;
     }
     if (r->rc->err) {
-        fprintf(stderr, "sluice dlq: cannot connect to redis at %s: %s\n", r->u.addr,
-                r->rc->errstr);
+        fprintf(stderr, "sluice dlq: cannot connect to redis at %s: %s\n", r->addr, r->rc->errstr);
         return SL_ECONNECT;
     }
     redisSetTimeout(r->rc, io);
@@ -871,6 +719,17 @@ static void fields_summary(const struct dlq_letter *l, char *out, size_t outsz)
         }
         o += (size_t)w;
     }
+}
+
+static int hexval(char ch)
+{
+    if (ch >= '0' && ch <= '9')
+        return ch - '0';
+    if (ch >= 'a' && ch <= 'f')
+        return ch - 'a' + 10;
+    if (ch >= 'A' && ch <= 'F')
+        return ch - 'A' + 10;
+    return -1;
 }
 
 /* Undoes sl_log_escape (\\ \" \n \xHH), which is how the mapping stores the last error. */
@@ -1092,237 +951,60 @@ static int replay_stream(struct dlq_run *r, const struct dlq_letter *l)
 /* The SQS-shaped event for --to-function                                                   */
 /* ---------------------------------------------------------------------------------------- */
 
-struct ev_field {
-    const char *name; /* UTF-8: the entry's bytes, or the repaired copy in owned */
-    size_t nlen;
-    const char *value; /* the entry's bytes */
-    size_t vlen;
-    char *owned;
-    size_t idx; /* position among the original fields */
-    bool keep;  /* no later field has the same name */
-};
-
-static int ev_field_cmp(const void *pa, const void *pb)
-{
-    const struct ev_field *a = *(const struct ev_field *const *)pa;
-    const struct ev_field *b = *(const struct ev_field *const *)pb;
-    size_t m = a->nlen < b->nlen ? a->nlen : b->nlen;
-    int c = m ? memcmp(a->name, b->name, m) : 0;
-
-    if (c != 0)
-        return c;
-    if (a->nlen != b->nlen)
-        return a->nlen < b->nlen ? -1 : 1;
-    return a->idx < b->idx ? -1 : a->idx > b->idx;
-}
-
-static bool md5_hex(const void *data, size_t len, char hex[33])
-{
-    unsigned char d[EVP_MAX_MD_SIZE];
-    unsigned int dl = 0;
-
-    if (EVP_Digest(data, len, d, &dl, EVP_md5(), NULL) != 1 || dl != 16)
-        return false;
-    for (unsigned i = 0; i < 16; i++)
-        snprintf(hex + 2 * i, 3, "%02x", d[i]);
-    return true;
-}
-
-/* Standard padded base64 of s[0..n) as a JSON string; NULL on failure. */
-static json_t *jbase64(const void *s, size_t n)
-{
-    char *out;
-    json_t *j;
-
-    if (n > (size_t)INT_MAX / 4 * 3 - 3)
-        return NULL;
-    out = malloc(4 * ((n + 2) / 3) + 1);
-    if (!out)
-        return NULL;
-    EVP_EncodeBlock((unsigned char *)out, s, (int)n);
-    j = json_string(out);
-    free(out);
-    return j;
-}
-
-static bool md_u32(EVP_MD_CTX *md, size_t v)
-{
-    uint8_t be[4] = {(uint8_t)(v >> 24), (uint8_t)(v >> 16), (uint8_t)(v >> 8), (uint8_t)v};
-    return EVP_DigestUpdate(md, be, 4) == 1;
-}
-
 /*
- * messageAttributes (every kept field but body, by name, String or Binary) into attrs, and
- * SQS's MD5OfMessageAttributes into hex. Returns the number of attributes, or -1 on failure.
+ * The event {"Records":[record]} for one dead letter, appended to out: the record is the one
+ * the mapping would send (pl_sqs_append_record) for the dead letter's original fields, with
+ * messageId the source entry's id (the dead letter's own when that is missing),
+ * ApproximateReceiveCount the dead letter's receive count plus this delivery, and
+ * eventSourceARN the dead-letter stream's URI without its user info. Returns 0, SL_ENOMEM,
+ * SL_ETOOBIG (a value of 4 GiB or more), SL_EUNSUPPORTED (no MD5); on failure out holds part
+ * of an event and must be discarded.
  */
-static long put_attributes(json_t *attrs, struct ev_field *f, size_t n, size_t body, char hex[33])
+static int build_event(const struct dlq_run *r, const struct dlq_letter *l, struct evbuffer *out)
 {
-    struct ev_field **s = calloc(n ? n : 1, sizeof(*s));
-    unsigned char d[EVP_MAX_MD_SIZE];
-    unsigned int dl = 0;
-    EVP_MD_CTX *md = EVP_MD_CTX_new();
-    size_t k = 0;
-    bool ok = s && md && EVP_DigestInit_ex(md, EVP_md5(), NULL) == 1;
-
-    for (size_t i = 0; ok && i < n; i++)
-        if (f[i].keep && i != body)
-            s[k++] = &f[i];
-    if (ok)
-        qsort(s, k, sizeof(*s), ev_field_cmp);
-    for (size_t i = 0; ok && i < k; i++) {
-        const struct ev_field *a = s[i];
-        bool bin = !utf8_valid(a->value, a->vlen);
-        json_t *v = json_object();
-        bool vok;
-
-        if (a->vlen > UINT32_MAX) { /* the digest carries 32-bit lengths */
-            json_decref(v);
-            ok = false;
-            break;
-        }
-        vok = jput(v, bin ? "binaryValue" : "stringValue",
-                   bin ? jbase64(a->value, a->vlen) : json_stringn(a->value, a->vlen));
-        vok = jput(v, "stringListValues", json_array()) && vok;
-        vok = jput(v, "binaryListValues", json_array()) && vok;
-        vok = jput(v, "dataType", json_string(bin ? "Binary" : "String")) && vok;
-        /* json_object_setn_new takes v in every case, as jput does. */
-        ok = json_object_setn_new(attrs, a->name, a->nlen, v) == 0 && vok;
-        /* Name, data type, transport type (1 String, 2 Binary), value; lengths 32-bit BE. */
-        ok = ok && md_u32(md, a->nlen) && EVP_DigestUpdate(md, a->name, a->nlen) == 1 &&
-             md_u32(md, 6) && EVP_DigestUpdate(md, bin ? "Binary" : "String", 6) == 1 &&
-             EVP_DigestUpdate(md, bin ? "\2" : "\1", 1) == 1 && md_u32(md, a->vlen) &&
-             (a->vlen == 0 || EVP_DigestUpdate(md, a->value, a->vlen) == 1);
-    }
-    if (ok && k > 0) {
-        ok = EVP_DigestFinal_ex(md, d, &dl) == 1 && dl == 16;
-        for (unsigned i = 0; ok && i < 16; i++)
-            snprintf(hex + 2 * i, 3, "%02x", d[i]);
-    }
-    EVP_MD_CTX_free(md);
-    free(s);
-    return ok ? (long)k : -1;
-}
-
-/*
- * The body: the kept "body" field when there is one (repaired), else the JSON text of an object
- * of the kept fields in entry order. Sets md5OfBody's hex. NULL on failure.
- */
-static json_t *make_body(struct ev_field *f, size_t n, size_t body, char hex[33])
-{
-    json_t *obj, *j = NULL;
-    char *text;
-
-    if (body != SIZE_MAX) {
-        j = jstr(f[body].value, f[body].vlen);
-        if (j && !md5_hex(json_string_value(j), json_string_length(j), hex)) {
-            json_decref(j);
-            j = NULL;
-        }
-        return j;
-    }
-    obj = json_object();
-    for (size_t i = 0; obj && i < n; i++) {
-        if (f[i].keep &&
-            json_object_setn_new(obj, f[i].name, f[i].nlen, jstr(f[i].value, f[i].vlen)) != 0) {
-            json_decref(obj);
-            obj = NULL;
-        }
-    }
-    text = obj ? json_dumps(obj, JSON_COMPACT) : NULL;
-    json_decref(obj);
-    if (text && md5_hex(text, strlen(text), hex))
-        j = json_string(text);
-    free(text);
-    return j;
-}
-
-/*
- * The event {"Records":[record]} for one dead letter, as compact JSON in *out (malloc'd).
- * Returns 0, SL_ENOMEM, SL_ETOOBIG (a value of 4 GiB or more), SL_EUNSUPPORTED (no MD5).
- */
-static int build_event(const struct dlq_run *r, const struct dlq_letter *l, char **out)
-{
-    struct ev_field *f = calloc(l->norig ? l->norig : 1, sizeof(*f));
-    json_t *ev, *rec, *attrs, *mattrs, *records;
+    size_t cap = l->norig ? l->norig : 1;
+    const char **names = calloc(cap, sizeof(*names)), **values = calloc(cap, sizeof(*values));
+    size_t *name_lens = calloc(cap, sizeof(*name_lens));
+    size_t *value_lens = calloc(cap, sizeof(*value_lens));
     const char *region = getenv("AWS_REGION");
-    char body_md5[33] = "", attr_md5[33] = "", handle_src[1200], ms[32], rcv[32], first[32];
-    const char *mid = l->id;
-    size_t n = 0, body = SIZE_MAX, mlen;
     long long receives = letter_receives(l);
-    long nattr = 0;
-    bool ok = f != NULL;
+    struct pl_stream_entry e = {.id = l->id};
+    struct pl_sqs_ctx ctx = {.event_source_arn = r->shown, .sender_id = "sluice"};
     int rc = SL_ENOMEM;
 
-    for (size_t i = 0; ok && l->fv && i + 1 < l->fv->elements; i += 2) {
+    if (!names || !values || !name_lens || !value_lens)
+        goto out;
+    for (size_t i = 0; l->fv && i + 1 < l->fv->elements && e.nfields < cap; i += 2) {
         const redisReply *k = l->fv->element[i], *v = l->fv->element[i + 1];
         if (!is_str(k) || !is_str(v) || is_sluice(k))
             continue;
-        f[n].name = k->str;
-        f[n].nlen = (size_t)k->len;
-        f[n].value = v->str;
-        f[n].vlen = (size_t)v->len;
-        f[n].idx = n;
-        if (!utf8_valid(k->str, (size_t)k->len)) {
-            f[n].owned = utf8_repaired(k->str, (size_t)k->len, &f[n].nlen);
-            f[n].name = f[n].owned;
-            ok = f[n].owned != NULL;
-        }
-        n++;
+        names[e.nfields] = k->str;
+        name_lens[e.nfields] = (size_t)k->len;
+        values[e.nfields] = v->str;
+        value_lens[e.nfields] = (size_t)v->len;
+        e.nfields++;
     }
-    for (size_t i = 0; ok && i < n; i++) {
-        f[i].keep = true;
-        for (size_t j = i + 1; j < n && f[i].keep; j++)
-            if (f[j].nlen == f[i].nlen && memcmp(f[j].name, f[i].name, f[i].nlen) == 0)
-                f[i].keep = false;
-        if (f[i].keep && f[i].nlen == 4 && memcmp(f[i].name, "body", 4) == 0)
-            body = i;
-    }
-    /* The source entry's id is the message's id; the dead letter's own id when it is missing. */
+    e.names = names;
+    e.name_lens = name_lens;
+    e.values = values;
+    e.value_lens = value_lens;
     if (l->source_id && is_stream_id(l->source_id->str, (size_t)l->source_id->len))
-        mid = l->source_id->str;
-    mlen = strcspn(mid, "-");
-    snprintf(ms, sizeof(ms), "%.*s", (int)(mlen < 31 ? mlen : 31), mid);
-    snprintf(rcv, sizeof(rcv), "%lld", receives >= 0 ? receives + 1 : 1);
-    snprintf(first, sizeof(first), "%" PRId64, sl_now_ms());
-    snprintf(handle_src, sizeof(handle_src), "%s|%s", r->u.shown, mid);
-    if (!region || !region[0])
-        region = "us-east-1"; /* the broker's region too (pollers/poller_esm.c) */
+        e.id = l->source_id->str;
+    e.receive_count = receives >= 0 ? receives + 1 : 1;
+    e.first_receive_ms = sl_now_ms();
+    /* the broker's default region too (pollers/poller_esm.c) */
+    ctx.region = region && region[0] ? region : "us-east-1";
+    if (evbuffer_add(out, "{\"Records\":[", 12) != 0)
+        goto out;
+    rc = pl_sqs_append_record(out, &e, &ctx);
+    if (rc == 0 && evbuffer_add(out, "]}", 2) != 0)
+        rc = SL_ENOMEM;
 
-    rec = json_object();
-    attrs = json_object();
-    mattrs = json_object();
-    ok = ok && rec && attrs && mattrs;
-    ok = jput(attrs, "ApproximateReceiveCount", json_string(rcv)) && ok;
-    ok = jput(attrs, "SentTimestamp", json_string(ms)) && ok;
-    ok = jput(attrs, "SenderId", json_string("sluice")) && ok;
-    ok = jput(attrs, "ApproximateFirstReceiveTimestamp", json_string(first)) && ok;
-    if (ok && body != SIZE_MAX) {
-        nattr = put_attributes(mattrs, f, n, body, attr_md5);
-        ok = nattr >= 0;
-    }
-    /* In the order the mapping writes them; each jput takes its value whatever happened. */
-    ok = jput(rec, "messageId", json_string(mid)) && ok;
-    ok = jput(rec, "receiptHandle", jbase64(handle_src, strlen(handle_src))) && ok;
-    ok = jput(rec, "body", ok ? make_body(f, n, body, body_md5) : NULL) && ok;
-    ok = jput(rec, "attributes", attrs) && ok;
-    ok = jput(rec, "messageAttributes", mattrs) && ok;
-    ok = jput(rec, "md5OfBody", json_string(body_md5)) && ok;
-    if (nattr > 0)
-        ok = jput(rec, "md5OfMessageAttributes", json_string(attr_md5)) && ok;
-    ok = jput(rec, "eventSource", json_string("aws:sqs")) && ok;
-    ok = jput(rec, "eventSourceARN", json_string(r->u.shown)) && ok;
-    ok = jput(rec, "awsRegion", json_string(region)) && ok;
-    records = json_array();
-    ok = json_array_append_new(records, rec) == 0 && ok; /* takes rec, even on failure */
-    ev = json_object();
-    ok = jput(ev, "Records", records) && ok;
-    *out = ok ? json_dumps(ev, JSON_COMPACT) : NULL;
-    if (*out)
-        rc = 0;
-    json_decref(ev);
-    for (size_t i = 0; f && i < n; i++)
-        free(f[i].owned);
-    free(f);
+out:
+    free(names);
+    free(values);
+    free(name_lens);
+    free(value_lens);
     return rc;
 }
 
@@ -1431,9 +1113,10 @@ static void on_http_done(struct evhttp_request *req, void *arg)
     evbuffer_add_buffer(h->body, evhttp_request_get_input_buffer(req));
 }
 
-/* POSTs one event to function's invocations and waits for the answer (h->status etc.).
- * Returns 0 when an answer came, SL_ECONNECT when none did, SL_ENOMEM. */
-static int http_invoke(struct dlq_http *h, const char *function, bool async, const char *event)
+/* POSTs one event to function's invocations and waits for the answer (h->status etc.); the
+ * event's bytes are moved out of event. Returns 0 when an answer came, SL_ECONNECT when none
+ * did, SL_ENOMEM. */
+static int http_invoke(struct dlq_http *h, const char *function, bool async, struct evbuffer *event)
 {
     struct evhttp_request *req = evhttp_request_new(on_http_done, h);
     struct evkeyvalq *hd;
@@ -1451,7 +1134,7 @@ static int http_invoke(struct dlq_http *h, const char *function, bool async, con
     if (evhttp_add_header(hd, "Host", h->host) != 0 ||
         evhttp_add_header(hd, "Content-Type", "application/json") != 0 ||
         evhttp_add_header(hd, "X-Amz-Invocation-Type", async ? "Event" : "RequestResponse") != 0 ||
-        evbuffer_add(evhttp_request_get_output_buffer(req), event, strlen(event)) != 0) {
+        evbuffer_add_buffer(evhttp_request_get_output_buffer(req), event) != 0) {
         evhttp_request_free(req);
         return SL_ENOMEM;
     }
@@ -1513,7 +1196,7 @@ static int replay_function(struct dlq_run *r, const struct dlq_letter *l)
 {
     const char *argv[3] = {"XDEL", r->u.stream, l->id};
     char reason[400];
-    char *event = NULL;
+    struct evbuffer *event;
     redisReply *rep;
     int err;
 
@@ -1525,21 +1208,24 @@ static int replay_function(struct dlq_run *r, const struct dlq_letter *l)
         r->skipped++;
         return 0;
     }
-    err = build_event(r, l, &event);
+    event = evbuffer_new();
+    err = event ? build_event(r, l, event) : SL_ENOMEM;
     if (err) {
+        if (event)
+            evbuffer_free(event);
         fprintf(stderr, "sluice dlq: %s: cannot build its event: %s\n", l->id, sl_strerror(err));
         r->failed++;
         return err == SL_ENOMEM ? err : 0;
     }
     if (r->o.dry_run) {
         printf("would invoke %s with %s (%zu bytes of event)\n", r->o.function, l->id,
-               strlen(event));
-        free(event);
+               evbuffer_get_length(event));
+        evbuffer_free(event);
         r->done++;
         return 0;
     }
     err = http_invoke(r->http, r->o.function, r->o.async, event);
-    free(event);
+    evbuffer_free(event);
     if (err == SL_ENOMEM) {
         fprintf(stderr, "sluice dlq: out of memory\n");
         r->failed++;
@@ -1630,10 +1316,20 @@ int br_dlq_main(int argc, char **argv)
         fprintf(stderr, "(see 'sluice dlq --help')\n");
         return DLQ_EXIT_USAGE;
     }
-    if (dlq_uri_parse(r.o.uri, &r.u, err, sizeof(err)) != 0) {
+    /* The mappings' grammar (pl_redis_uri_parse), without the query a mapping's URI has. */
+    if (strchr(r.o.uri, '?')) {
+        fprintf(stderr, "sluice dlq: bad URI: a query (?...) belongs to a mapping's "
+                        "EventSourceArn; give the dead-letter stream itself: "
+                        "redis://host:port[/db]/STREAM\n");
+        return DLQ_EXIT_USAGE;
+    }
+    if (pl_redis_uri_parse(r.o.uri, &r.u, err, sizeof(err)) != 0) {
         fprintf(stderr, "sluice dlq: bad URI: %s\n", err);
         return DLQ_EXIT_USAGE;
     }
+    pl_uri_redact(r.o.uri, r.shown, sizeof(r.shown));
+    snprintf(r.addr, sizeof(r.addr), strchr(r.u.host, ':') ? "[%s]:%d" : "%s:%d", r.u.host,
+             r.u.port);
     if (r.o.to_stream && strcmp(r.o.to_stream, r.u.stream) == 0) {
         fprintf(stderr, "sluice dlq replay: --to-stream names the dead-letter stream itself\n");
         memset(&r.u, 0, sizeof(r.u));
