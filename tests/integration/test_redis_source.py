@@ -270,3 +270,20 @@ def test_back_pressure_respects_reserved_concurrency(broker_factory, redis_serve
     wait_for(lambda: len(records(rec)) == 20, timeout=60, what="20 processed")
     assert metric(b, "sluice_throttles_total", function="worker") in (0, None)
     assert metric(b, "sluice_instances", function="worker") <= 2
+
+
+def test_sigterm_finishes_and_acknowledges_batches_in_flight(broker_factory, redis_server,
+                                                            tmp_path):
+    rec = tmp_path / "events.jsonl"
+    q = stream_name()
+    b = broker_factory({
+        "Functions": [recorder("worker", rec)],
+        "EventSourceMappings": [mapping(redis_server.url, q, BatchSize=3)],
+    })
+    ids = [redis_server.cmd("XADD", q, "*", "body", "slow sleep-ms:700") for _ in range(3)]
+    wait_for(lambda: len(records(rec)) == 3, what="the batch in flight")
+    b.kill(signal.SIGTERM)
+    assert b.wait_exit(timeout=30) == 0
+    # The batch finished and was acknowledged before the broker exited.
+    assert pending(redis_server, q) == 0
+    assert sorted(r["messageId"] for r in records(rec)) == sorted(ids)
