@@ -2,10 +2,13 @@
 # shellcheck disable=SC2317  # the per-server functions are called indirectly, by dispatch()
 # Starts, stops and reports the local servers a developer runs Sluice against.
 #
-#   deploy/dev-servers.sh start|stop|status [SERVER...]      SERVER: redis (default: all)
+#   deploy/dev-servers.sh start|stop|status [SERVER...]      SERVER: redis kafka (default: all)
 #
 # Each server listens on 127.0.0.1 only and keeps its data, log and pid file under
-# <repo>/.cache/dev-servers/<server>/. Ports: SLUICE_REDIS_PORT (default 6379).
+# <repo>/.cache/dev-servers/<server>/. Ports: SLUICE_REDIS_PORT (default 6379),
+# SLUICE_KAFKA_PORT (default 9092) and SLUICE_KAFKA_CONTROLLER_PORT (default 9093).
+# Kafka is a single-node KRaft broker from deploy/kafka/ (jars from Maven Central, fetched once
+# by deploy/kafka/fetch-jars.sh; needs java 17+ and, for that first fetch, mvn).
 # The tests do not use these servers: they start their own on private ports.
 #
 # Adding a server (postgres, kafka): write <name>_start, <name>_stop and <name>_status below and
@@ -14,7 +17,7 @@ set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 BASE="$ROOT/.cache/dev-servers"
-ALL_SERVERS=(redis)
+ALL_SERVERS=(redis kafka)
 
 die() { echo "dev-servers: $*" >&2; exit 1; }
 need() { command -v "$1" >/dev/null 2>&1 || die "$1 not found on PATH; run deploy/bootstrap.sh as root"; }
@@ -84,13 +87,69 @@ redis_status() {
   echo "redis: not running"; return 3
 }
 
+# ---- kafka -------------------------------------------------------------------------------------
+KAFKA_PORT="${SLUICE_KAFKA_PORT:-9092}"
+KAFKA_CPORT="${SLUICE_KAFKA_CONTROLLER_PORT:-9093}"
+KAFKA_DIR="$BASE/kafka"
+KAFKA_PIDFILE="$KAFKA_DIR/kafka.pid"
+KAFKA_SH="$ROOT/deploy/kafka/start-kafka.sh"
+
+kafka_ready() { bash "$KAFKA_SH" --check "127.0.0.1:$KAFKA_PORT"; }
+
+kafka_start() {
+  need java
+  local pid; pid="$(read_pid "$KAFKA_PIDFILE")"
+  if pid_alive "$pid" && kafka_ready; then
+    echo "kafka: already running on 127.0.0.1:$KAFKA_PORT (pid $pid)"; return 0
+  fi
+  if kafka_ready; then
+    die "kafka: port $KAFKA_PORT already serves Kafka but not from $KAFKA_DIR; set SLUICE_KAFKA_PORT"
+  fi
+  if pid_alive "$pid"; then
+    die "kafka: pid $pid (from $KAFKA_PIDFILE) runs but does not serve metadata on $KAFKA_PORT; see $KAFKA_DIR/kafka.log, or stop it"
+  fi
+  rm -f "$KAFKA_PIDFILE"
+  local jars
+  jars="$(bash "$ROOT/deploy/kafka/fetch-jars.sh" | tail -n 1)" || die "kafka: deploy/kafka/fetch-jars.sh failed"
+  # Formats $KAFKA_DIR/data on the first start only, so topics survive restarts; waits (with a
+  # deadline) until the broker serves metadata.
+  SLUICE_KAFKA_JARS="$jars" bash "$KAFKA_SH" --dir "$KAFKA_DIR" --port "$KAFKA_PORT" \
+    --controller-port "$KAFKA_CPORT" --background --timeout 120 >/dev/null \
+    || die "kafka: did not come up; see $KAFKA_DIR/kafka.log"
+  echo "kafka: running on 127.0.0.1:$KAFKA_PORT (pid $(read_pid "$KAFKA_PIDFILE")), data in $KAFKA_DIR/data"
+  echo "       SLUICE_KAFKA_BOOTSTRAP=127.0.0.1:$KAFKA_PORT"
+}
+
+kafka_stop() {
+  local pid; pid="$(read_pid "$KAFKA_PIDFILE")"
+  if ! pid_alive "$pid"; then
+    echo "kafka: not running"; rm -f "$KAFKA_PIDFILE"; return 0
+  fi
+  kill -TERM "$pid"
+  # A controlled shutdown takes a few seconds.
+  wait_until 60 "kafka (pid $pid) to exit" bash -c "! kill -0 $pid" || die "kafka: pid $pid did not exit"
+  rm -f "$KAFKA_PIDFILE"
+  echo "kafka: stopped"
+}
+
+kafka_status() {
+  local pid; pid="$(read_pid "$KAFKA_PIDFILE")"
+  if pid_alive "$pid" && kafka_ready; then
+    echo "kafka: running on 127.0.0.1:$KAFKA_PORT (pid $pid)"; return 0
+  fi
+  if pid_alive "$pid"; then
+    echo "kafka: pid $pid runs but does not serve metadata on 127.0.0.1:$KAFKA_PORT (starting, or broken: $KAFKA_DIR/kafka.log)"; return 3
+  fi
+  echo "kafka: not running"; return 3
+}
+
 # ---- dispatch ----------------------------------------------------------------------------------
 dispatch() {
   local action=$1 server=$2
   case "$server" in
     redis) "redis_$action" ;;
+    kafka) "kafka_$action" ;;
     # postgres) "postgres_$action" ;;   (later issue)
-    # kafka)    "kafka_$action" ;;      (later issue)
     *) die "unknown server '$server' (known: ${ALL_SERVERS[*]})" ;;
   esac
 }

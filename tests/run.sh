@@ -7,7 +7,9 @@
 # 2. checks that every tool the suite needs is there, and fails loudly naming what is missing;
 # 3. builds two trees: build/ (gcc, RelWithDebInfo) and build-asan/ (clang, Debug,
 #    -DSLUICE_SANITIZE=ON: AddressSanitizer + UndefinedBehaviorSanitizer);
-# 4. runs tests/node/setup.sh when it exists (npm packages into .cache/node);
+# 4. runs tests/node/setup.sh when it exists (npm packages into .cache/node), and
+#    deploy/kafka/fetch-jars.sh (the Kafka broker's jars from Maven Central into
+#    .cache/kafka-jars, exported as SLUICE_KAFKA_JARS; needs java 17+ and mvn);
 # 5. runs ctest on each tree. The tests start their own servers (redis-server, ...) on loopback
 #    with private ports and temporary directories; nothing needs to be running beforehand.
 # Prints a summary and exits non-zero if any step or test failed.
@@ -171,6 +173,20 @@ if [ -f tests/node/setup.sh ]; then
   fi
 else
   record "node setup" skipped 0 "no tests/node/setup.sh"
+fi
+
+# ---- 4b. Kafka broker jars ----------------------------------------------------------------------
+# The Kafka tests run a real Apache Kafka broker (KRaft, one JVM) from jars Maven resolves from
+# Maven Central into this cache once (deploy/kafka/README.md); later runs reuse it.
+export SLUICE_KAFKA_JARS="${SLUICE_KAFKA_JARS:-$ROOT/.cache/kafka-jars}"
+case "$SLUICE_KAFKA_JARS" in /*) ;; *) SLUICE_KAFKA_JARS="$ROOT/$SLUICE_KAFKA_JARS" ;; esac
+log "deploy/kafka/fetch-jars.sh (SLUICE_KAFKA_JARS=$SLUICE_KAFKA_JARS)"
+t0=$SECONDS
+if bash deploy/kafka/fetch-jars.sh </dev/null; then
+  record "kafka jars" ok $((SECONDS - t0))
+else
+  echo "run.sh: ERROR: deploy/kafka/fetch-jars.sh failed: the Kafka tests will fail (java and mvn installed? Maven Central reachable?)" >&2
+  record "kafka jars" fail $((SECONDS - t0)) "deploy/kafka/fetch-jars.sh failed (needs java, mvn, Maven Central)"
 fi
 
 # ---- 5. tests -----------------------------------------------------------------------------------

@@ -5,6 +5,9 @@
 Fixtures:
     redis_server    (session) a real redis-server on 127.0.0.1:<free port>: .host .port .url
                     .cmd(*args) .cmd_raw(*args) .client()
+    kafka_server    (session) a real single-node KRaft Apache Kafka broker on 127.0.0.1:<free
+                    port>: .bootstrap .create_topic() .produce() .produce_n() .consume()
+                    .offsets() .committed() (kafka_server.py)
     broker_factory  (function) make(config=None, *, env=None, start=True, check_exit=True, ...)
                     -> a started sluice_testlib.Broker; all are stopped at teardown, and the tail
                     of each broker's log is attached to the report of a failed test.
@@ -21,6 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import sluice_testlib  # noqa: E402
 from sluice_testlib import Broker, RedisServer, tail  # noqa: E402
+from kafka_server import KafkaServer  # noqa: E402
 
 
 def pytest_report_header(config):
@@ -44,6 +48,16 @@ def pytest_runtest_makereport(item, call):
 @pytest.fixture(scope="session")
 def redis_server(tmp_path_factory):
     server = RedisServer(tmp_path_factory.mktemp("redis"))
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def kafka_server(tmp_path_factory):
+    server = KafkaServer(tmp_path_factory.mktemp("kafka"))
     server.start()
     try:
         yield server
