@@ -300,3 +300,59 @@ def test_backlog_payloads_leave_memory_and_come_back_intact(broker_factory, tmp_
     for x in recs:
         assert x["requestPayload"] == sent[x["requestContext"]["requestId"]]
     assert "back from the store" in b.log_text()
+
+
+# --- a writer of the store's format (schemas/store-record.schema.json), to plant old events ---
+
+def _crc32c(data):
+    crc = 0xFFFFFFFF
+    for b in data:
+        crc ^= b
+        for _ in range(8):
+            crc = (crc >> 1) ^ (0x82F63B78 if crc & 1 else 0)
+    return crc ^ 0xFFFFFFFF
+
+
+def _mp(v):
+    """Just enough msgpack: dict, str, bytes, non-negative int."""
+    import struct
+    if isinstance(v, dict):
+        out = bytes([0x80 | len(v)]) if len(v) < 16 else b"\xde" + struct.pack(">H", len(v))
+        for k, x in v.items():
+            out += _mp(k) + _mp(x)
+        return out
+    if isinstance(v, str):
+        b = v.encode()
+        return (bytes([0xa0 | len(b)]) if len(b) < 32 else b"\xd9" + bytes([len(b)])) + b
+    if isinstance(v, bytes):
+        return b"\xc6" + struct.pack(">I", len(v)) + v
+    if isinstance(v, int) and v >= 0:
+        return b"\xcf" + struct.pack(">Q", v)
+    raise TypeError(v)
+
+
+def test_stored_event_past_its_age_goes_to_on_failure(broker_factory, tmp_path):
+    import struct
+    import time
+    import uuid as uuidlib
+    bad = tmp_path / "bad.jsonl"
+    b = broker_factory({"Functions": [
+        fn("echo", "echo", "echo.handler",
+           EventInvokeConfig=eic(max_age=60, on_failure="file://%s" % bad)),
+    ]})
+    b.stop()
+    rid = str(uuidlib.uuid4())
+    value = _mp({"type": "async", "fn": "echo", "payload": b'{"old": true}',
+                 "accepted_ms": int(time.time() * 1000) - 120000, "attempts": 0,
+                 "due_ms": 0, "phase": 0})
+    body = _mp({"op": "put", "seq": 1000000, "k": "async/" + rid, "v": value})
+    with open(b.state_dir / "store" / "store.log", "ab") as f:
+        f.write(struct.pack("<II", len(body), _crc32c(body)) + body)
+    b.start()
+    recs = wait_for(lambda: jsonl(bad), what="the expired event's failure record")
+    rec = recs[0]
+    assert rec["requestContext"]["requestId"] == rid
+    assert rec["requestContext"]["condition"] == "EventAgeExceeded"
+    assert rec["requestContext"]["approximateInvokeCount"] == 0
+    assert rec["requestPayload"] == {"old": True}
+    assert "recovered 1 stored async events" in b.log_text()
