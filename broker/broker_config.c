@@ -44,6 +44,7 @@
 #include <yaml.h>
 
 #include "broker/broker.h"
+#include "broker/broker_internal.h"
 #include "invoker/invoker.h"
 #include "pollers/pollers.h"
 
@@ -1582,8 +1583,8 @@ static int load_document(struct cfg_ctx *c, yaml_node_t *root)
     return load_mappings(c);
 }
 
-/* Parses buf[0..len) into c->cfg (whose path/dir are set). The decoder does no I/O but the
- * CodeUri existence check. */
+/* Parses buf[0..len) into c->cfg (whose file/dir are set). Does no I/O but the CodeUri
+ * existence check (realpath, stat). */
 static int parse_buffer(struct cfg_ctx *c, const uint8_t *buf, size_t len)
 {
     yaml_parser_t parser;
@@ -1664,6 +1665,73 @@ fail:
     return rc;
 }
 
+/* Turns a failed parse's rc and c->err into the caller's (rc, *errmsg). */
+static int cfg_fail(struct cfg_ctx *c, int rc, char **errmsg)
+{
+    if (rc == SL_ECONFIG && c->err) {
+        *errmsg = c->err;
+    } else {
+        free(c->err);
+        rc = rc == SL_ECONFIG ? SL_ENOMEM : rc;
+    }
+    c->err = NULL;
+    return rc;
+}
+
+/*
+ * The decoder behind br_config_load (broker_internal.h): parses and validates the YAML text
+ * data[0..len) (not NUL-terminated; at most CFG_FILE_MAX bytes) into *out. name_for_errors
+ * prefixes every message and is copied to (*out)->path; base_dir (absolute and symlink-free,
+ * copied to (*out)->dir) is what relative paths resolve against. Reads no file: its only
+ * system calls are realpath() and stat() on CodeUri, which must name an existing folder (one
+ * that does not exist is an ordinary SL_ECONFIG). Returns 0, SL_ECONFIG with a malloc'd
+ * message in *errmsg, SL_EINVAL for a NULL argument or a relative base_dir, or SL_ENOMEM;
+ * on failure *out is NULL and nothing is left allocated.
+ */
+int br_config_parse_buffer(const uint8_t *data, size_t len, const char *name_for_errors,
+                           const char *base_dir, struct br_config **out, char **errmsg)
+{
+    struct cfg_ctx c;
+    struct br_config *cfg;
+    int rc;
+
+    if (!out || !errmsg)
+        return SL_EINVAL;
+    *out = NULL;
+    *errmsg = NULL;
+    if ((!data && len > 0) || !name_for_errors || !base_dir || base_dir[0] != '/')
+        return SL_EINVAL;
+    memset(&c, 0, sizeof(c));
+    c.file = name_for_errors;
+    if (len > CFG_FILE_MAX)
+        return cfg_fail(&c, cfg_err(&c, 0, "larger than %u bytes: not a configuration file",
+                                    CFG_FILE_MAX), errmsg);
+
+    cfg = calloc(1, sizeof(*cfg));
+    if (!cfg)
+        return SL_ENOMEM;
+    cfg->account_concurrency = CFG_DEFAULT_ACCOUNT_CONCURRENCY;
+    c.cfg = cfg;
+    cfg->path = strdup(name_for_errors);
+    cfg->dir = strdup(base_dir);
+    if (!cfg->path || !cfg->dir) {
+        rc = SL_ENOMEM;
+        goto fail;
+    }
+    c.dir = cfg->dir;
+    rc = parse_buffer(&c, data ? data : (const uint8_t *)"", len);
+    if (rc < 0)
+        goto fail;
+    free(c.fn_names);
+    *out = cfg;
+    return 0;
+
+fail:
+    free(c.fn_names);
+    br_config_free(cfg);
+    return cfg_fail(&c, rc, errmsg);
+}
+
 /*
  * Parses and validates the YAML file at path into *out (free with br_config_free). Returns 0;
  * SL_ECONFIG with a malloc'd "FILE:LINE: Key.Path: reason" in *errmsg (the caller frees it;
@@ -1673,10 +1741,9 @@ fail:
 int br_config_load(const char *path, struct br_config **out, char **errmsg)
 {
     struct cfg_ctx c;
-    struct br_config *cfg;
+    char *real, *dir = NULL, *slash;
     uint8_t *buf = NULL;
     size_t len = 0;
-    char *slash;
     int rc;
 
     *out = NULL;
@@ -1684,48 +1751,33 @@ int br_config_load(const char *path, struct br_config **out, char **errmsg)
     memset(&c, 0, sizeof(c));
     c.file = path;
 
-    cfg = calloc(1, sizeof(*cfg));
-    if (!cfg)
-        return SL_ENOMEM;
-    cfg->account_concurrency = CFG_DEFAULT_ACCOUNT_CONCURRENCY;
-    c.cfg = cfg;
-
-    cfg->path = realpath(path, NULL);
-    if (!cfg->path) {
+    real = realpath(path, NULL);
+    if (!real) {
         rc = errno == ENOMEM ? SL_ENOMEM : cfg_err(&c, 0, "cannot open: %s", strerror(errno));
-        goto fail;
+        return cfg_fail(&c, rc, errmsg);
     }
-    cfg->dir = strdup(cfg->path);
-    if (!cfg->dir) {
-        rc = SL_ENOMEM;
-        goto fail;
+    dir = strdup(real);
+    if (!dir) {
+        free(real);
+        return SL_ENOMEM;
     }
-    slash = strrchr(cfg->dir, '/');
-    slash[slash == cfg->dir ? 1 : 0] = '\0'; /* realpath is absolute: there is a slash */
-    c.dir = cfg->dir;
+    slash = strrchr(dir, '/');
+    slash[slash == dir ? 1 : 0] = '\0'; /* realpath is absolute: there is a slash */
 
-    rc = read_file(&c, cfg->path, &buf, &len);
-    if (rc < 0)
-        goto fail;
-    rc = parse_buffer(&c, buf, len);
-    if (rc < 0)
-        goto fail;
-
-    free(buf);
-    free(c.fn_names);
-    *out = cfg;
-    return 0;
-
-fail:
-    free(buf);
-    free(c.fn_names);
-    br_config_free(cfg);
-    if (rc == SL_ECONFIG && c.err) {
-        *errmsg = c.err;
+    rc = read_file(&c, real, &buf, &len);
+    if (rc < 0) {
+        rc = cfg_fail(&c, rc, errmsg);
     } else {
-        free(c.err);
-        rc = rc == SL_ECONFIG ? SL_ENOMEM : rc;
+        rc = br_config_parse_buffer(buf, len, path, dir, out, errmsg);
+        if (rc == 0) { /* (*out)->path is the absolute path, not the one given */
+            free((*out)->path);
+            (*out)->path = real;
+            real = NULL;
+        }
     }
+    free(buf);
+    free(dir);
+    free(real);
     return rc;
 }
 

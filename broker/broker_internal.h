@@ -6,6 +6,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "broker/broker.h"
 #include "invoker/invoker.h"
@@ -42,6 +43,19 @@ void br_api_free(br_api *api);
 struct evhttp_request;
 void br_api_send_error(struct evhttp_request *req, int status, const char *type,
                        const char *message, const char *reason);
+
+/*
+ * The configuration decoder behind br_config_load (broker_config.c), for tests and the fuzzer
+ * (broker_config_fuzz.c): parses the YAML text data[0..len) (no NUL needed) into *out (free
+ * with br_config_free). name_for_errors prefixes every message ("NAME:LINE: Key: reason") and
+ * becomes (*out)->path; base_dir (absolute, symlink-free) becomes (*out)->dir, which relative
+ * paths resolve against. Reads no file; the only I/O is realpath()/stat() of CodeUri, which
+ * must be an existing folder (a missing one is an ordinary SL_ECONFIG). Returns 0; SL_ECONFIG
+ * with a malloc'd message in *errmsg (caller frees); SL_EINVAL for NULL arguments or a
+ * relative base_dir; SL_ENOMEM. On failure *out is NULL and nothing is left allocated.
+ */
+int br_config_parse_buffer(const uint8_t *data, size_t len, const char *name_for_errors,
+                           const char *base_dir, struct br_config **out, char **errmsg);
 
 /*
  * `sluice dlq list|replay ...` (broker_dlq.c): lists or replays the dead-letter stream of a Redis

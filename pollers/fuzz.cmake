@@ -6,12 +6,14 @@
 #
 # The code under test is compiled into the fuzzer itself, with coverage and sanitizers,
 # rather than linked from sluice_pollers (which is built without instrumentation).
+# A clang tree with -DSLUICE_SANITIZE=ON (tests/run.sh's build-asan) builds it too, and
+# broker/fuzz.cmake runs it as the ctest test fuzz.sqs.
 option(SLUICE_FUZZ "Build the libFuzzer targets (clang only)" OFF)
 
-if(SLUICE_FUZZ)
-  if(NOT CMAKE_C_COMPILER_ID MATCHES "Clang")
-    message(FATAL_ERROR "SLUICE_FUZZ=ON needs clang: configure with CC=clang")
-  endif()
+if(SLUICE_FUZZ AND NOT CMAKE_C_COMPILER_ID MATCHES "Clang")
+  message(FATAL_ERROR "SLUICE_FUZZ=ON needs clang: configure with CC=clang")
+endif()
+if(CMAKE_C_COMPILER_ID MATCHES "Clang" AND (SLUICE_FUZZ OR SLUICE_SANITIZE))
   add_executable(fuzz_sqs ${CMAKE_CURRENT_LIST_DIR}/poller_sqs_fuzz.c
                           ${CMAKE_CURRENT_LIST_DIR}/poller_sqs.c)
   target_compile_definitions(fuzz_sqs PRIVATE SLUICE_FUZZ_TARGET)
@@ -19,6 +21,8 @@ if(SLUICE_FUZZ)
   target_compile_options(fuzz_sqs PRIVATE -fsanitize=fuzzer,address,undefined
                                           -fno-sanitize-recover=all -fno-omit-frame-pointer)
   target_link_options(fuzz_sqs PRIVATE -fsanitize=fuzzer,address,undefined)
-  target_link_libraries(fuzz_sqs PRIVATE PkgConfig::JANSSON PkgConfig::LIBEVENT
-                                         PkgConfig::OPENSSL)
+  # Whatever else poller_sqs.c calls (poller_json.c, the base) comes from the libraries; their
+  # copy of poller_sqs.c is never pulled in, since the fuzzer's own defines all its symbols.
+  target_link_libraries(fuzz_sqs PRIVATE sluice_pollers sluice_invoker sluice_broker_base
+                                         PkgConfig::JANSSON PkgConfig::LIBEVENT PkgConfig::OPENSSL)
 endif()

@@ -5,17 +5,13 @@
  * down for function authors in schemas/kafka-event.schema.json and
  * schemas/kafka-failure-record.schema.json. This file and those schemas change together.
  *
- * Why a streaming writer, as in poller_sqs.c: the event is the hot path (up to 10,000 records
- * or 6 MB a batch, design: "the batch path must not copy records more than once"). Keys and
- * values are base64'ed and header bytes written as numbers straight from librdkafka's message
- * into reserved space of the caller's evbuffer; with jansson each would first be copied into a
- * json_t, then dumped. The writer is small: strings (UTF-8 repaired, JSON-escaped), integers and
- * base64; every structural byte is a literal in this file. Its escaping is tested on hostile
- * input by tests/unit/test_kafka_event.c, which parses every output back with jansson.
- *
- * XXX: the writer (UTF-8 repair, escaping, base64, evbuffer reservations) is a copy of the one
- * in poller_sqs.c, minus the MD5 hashing SQS needs. This change was limited to new files; the
- * two should move into one pollers/poller_json.c with a pollers_internal.h declaration.
+ * The event is the hot path (up to 10,000 records or 6 MB a batch, design: "the batch path
+ * must not copy records more than once"), so it is written with the pollers' streaming JSON
+ * writer (poller_json.h, shared with poller_sqs.c; why it is not jansson is in poller_json.c):
+ * keys and values are base64'ed and header bytes written as numbers straight from
+ * librdkafka's message into reserved space of the caller's evbuffer. Every structural byte is
+ * a literal in this file. The output is tested on hostile input by
+ * tests/unit/test_kafka_event.c, which parses every output back with jansson.
  *
  * The partial batch response is small and arrives once per batch: it is read with jansson.
  */
@@ -28,302 +24,46 @@
 #include <jansson.h>
 
 #include "broker/broker.h"
+#include "pollers/poller_json.h"
 #include "pollers/poller_kafka_event.h"
 
 /* ---------------------------------------------------------------------------------------- */
-/* UTF-8                                                                                    */
+/* Writer helpers of this file (the writer itself is poller_json.c)                        */
 /* ---------------------------------------------------------------------------------------- */
-
-/* U+FFFD REPLACEMENT CHARACTER, what an ill-formed sequence becomes. */
-static const uint8_t utf8_fffd[3] = {0xEF, 0xBF, 0xBD};
-
-/*
- * Looks at the sequence that starts at s[0] (a byte >= 0x80; n >= 1 bytes available). Returns
- * true and sets *len to its length when it is well-formed UTF-8 (no overlongs, no surrogates,
- * nothing above U+10FFFF). Otherwise returns false and sets *len to the length of its maximal
- * subpart (Unicode 15, section 3.9, "U+FFFD substitution of maximal subparts"; what Python's
- * errors="replace" and Java's UTF-8 decoder do): that many bytes become one U+FFFD.
- */
-static bool utf8_seq(const uint8_t *s, size_t n, size_t *len)
-{
-    uint8_t c = s[0], lo = 0x80, hi = 0xBF;
-    size_t need, i;
-
-    if (c >= 0xC2 && c <= 0xDF) {
-        need = 1;
-    } else if (c >= 0xE0 && c <= 0xEF) {
-        need = 2;
-        if (c == 0xE0)
-            lo = 0xA0; /* overlong below */
-        else if (c == 0xED)
-            hi = 0x9F; /* surrogates above */
-    } else if (c >= 0xF0 && c <= 0xF4) {
-        need = 3;
-        if (c == 0xF0)
-            lo = 0x90; /* overlong below */
-        else if (c == 0xF4)
-            hi = 0x8F; /* above U+10FFFF */
-    } else {
-        *len = 1; /* a continuation byte, C0, C1 or F5..FF */
-        return false;
-    }
-    for (i = 1; i <= need; i++) {
-        if (i >= n || s[i] < lo || s[i] > hi) {
-            *len = i;
-            return false;
-        }
-        lo = 0x80;
-        hi = 0xBF;
-    }
-    *len = need + 1;
-    return true;
-}
-
-/* ---------------------------------------------------------------------------------------- */
-/* The streaming writer (see poller_sqs.c for the reasoning about reservations)             */
-/* ---------------------------------------------------------------------------------------- */
-
-/*
- * A call asks the evbuffer for at most JW_SMALL bytes while the current space lasts, and for
- * new chains of JW_CHUNK bytes (a 16 KiB allocation with libevent's chain header) afterwards,
- * so libevent never copies a chain to make room.
- */
-#define JW_SMALL 64
-#define JW_CHUNK (16 * 1024 - 128)
-
-struct jw {
-    struct evbuffer *out;
-    struct evbuffer_iovec v; /* the current reservation; iov_base NULL when none */
-    uint8_t *p, *end;        /* its unwritten part */
-    bool first;              /* no reservation made yet in this call */
-    int err;                 /* first error; every writer call is a no-op after it */
-};
-
-static void jw_init(struct jw *w, struct evbuffer *out)
-{
-    memset(w, 0, sizeof(*w));
-    w->out = out;
-    w->first = true;
-}
-
-static size_t jw_avail(const struct jw *w)
-{
-    return w->v.iov_base ? (size_t)(w->end - w->p) : 0;
-}
-
-/* Commits what was written so far. Must be called before anyone else touches w->out. */
-static void jw_commit(struct jw *w)
-{
-    if (!w->v.iov_base)
-        return;
-    w->v.iov_len = (size_t)(w->p - (uint8_t *)w->v.iov_base);
-    if (evbuffer_commit_space(w->out, &w->v, 1) != 0 && !w->err)
-        w->err = SL_ENOMEM;
-    w->v.iov_base = NULL;
-    w->p = w->end = NULL;
-}
-
-/* Makes at least k bytes writable at w->p. False (and w->err set) on failure. */
-static bool jw_room(struct jw *w, size_t k)
-{
-    size_t want;
-
-    if (w->err)
-        return false;
-    if (jw_avail(w) >= k)
-        return true;
-    jw_commit(w);
-    if (w->err)
-        return false;
-    want = w->first ? (k > JW_SMALL ? k : JW_SMALL) : (k > JW_CHUNK ? k : JW_CHUNK);
-    w->first = false;
-    if (want > (size_t)EV_SSIZE_MAX ||
-        evbuffer_reserve_space(w->out, (ev_ssize_t)want, &w->v, 1) < 1 || w->v.iov_len < k) {
-        w->v.iov_base = NULL;
-        w->err = SL_ENOMEM;
-        return false;
-    }
-    w->p = w->v.iov_base;
-    w->end = w->p + w->v.iov_len;
-    return true;
-}
-
-/* Output bytes as they are: JSON structure, digits, base64. */
-static void jw_bytes(struct jw *w, const void *s, size_t n)
-{
-    const uint8_t *b = s;
-    size_t room, k;
-
-    while (n > 0 && !w->err) {
-        room = jw_avail(w);
-        if (room == 0) {
-            if (!jw_room(w, n))
-                return;
-            room = jw_avail(w);
-        }
-        k = n < room ? n : room;
-        memcpy(w->p, b, k);
-        w->p += k;
-        b += k;
-        n -= k;
-    }
-}
-
-#define jw_lit(w, s) jw_bytes((w), (s), sizeof(s) - 1)
-
-/* The JSON escape of an ASCII byte that needs one. Returns its length (2 or 6). */
-static size_t json_escape(uint8_t c, char esc[6])
-{
-    static const char hex[] = "0123456789abcdef";
-
-    esc[0] = '\\';
-    switch (c) {
-    case '"':
-        esc[1] = '"';
-        return 2;
-    case '\\':
-        esc[1] = '\\';
-        return 2;
-    case '\b':
-        esc[1] = 'b';
-        return 2;
-    case '\f':
-        esc[1] = 'f';
-        return 2;
-    case '\n':
-        esc[1] = 'n';
-        return 2;
-    case '\r':
-        esc[1] = 'r';
-        return 2;
-    case '\t':
-        esc[1] = 't';
-        return 2;
-    default:
-        esc[1] = 'u';
-        esc[2] = '0';
-        esc[3] = '0';
-        esc[4] = hex[c >> 4];
-        esc[5] = hex[c & 15];
-        return 6;
-    }
-}
-
-static bool json_plain(uint8_t c)
-{
-    return c >= 0x20 && c != '"' && c != '\\';
-}
-
-/* Raw bytes as JSON string content (without the quotes): each maximal ill-formed UTF-8
- * subpart becomes U+FFFD, then the text is JSON-escaped. Runs that need nothing are copied
- * whole. */
-static void jw_str(struct jw *w, const uint8_t *s, size_t n)
-{
-    size_t i = 0, run = 0, k;
-    char esc[6];
-
-    while (i < n && !w->err) {
-        uint8_t c = s[i];
-
-        if (c < 0x80) {
-            if (json_plain(c)) {
-                i++;
-                continue;
-            }
-            jw_bytes(w, s + run, i - run);
-            k = json_escape(c, esc);
-            jw_bytes(w, esc, k);
-            run = ++i;
-            continue;
-        }
-        if (utf8_seq(s + i, n - i, &k)) {
-            i += k;
-            continue;
-        }
-        jw_bytes(w, s + run, i - run);
-        jw_bytes(w, utf8_fffd, 3);
-        i += k;
-        run = i;
-    }
-    jw_bytes(w, s + run, i - run);
-}
 
 /* "s" for a C string, null for NULL. */
-static void put_str_or_null(struct jw *w, const char *s)
+static void put_str_or_null(struct pl_jw *w, const char *s)
 {
     if (!s) {
-        jw_lit(w, "null");
+        pl_jw_lit(w, "null");
         return;
     }
-    jw_lit(w, "\"");
-    jw_str(w, (const uint8_t *)s, strlen(s));
-    jw_lit(w, "\"");
-}
-
-/* Decimal digits of v (snprintf costs about 100 ns a call; several per record). */
-static void put_int(struct jw *w, int64_t v)
-{
-    char num[24], *p = num + sizeof(num);
-    uint64_t u = v < 0 ? 0 - (uint64_t)v : (uint64_t)v;
-
-    do {
-        *--p = (char)('0' + u % 10);
-        u /= 10;
-    } while (u > 0);
-    if (v < 0)
-        *--p = '-';
-    jw_bytes(w, p, (size_t)(num + sizeof(num) - p));
-}
-
-static const char b64_alphabet[] =
-    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
-static void b64_quad(uint8_t *o, const uint8_t *t)
-{
-    o[0] = (uint8_t)b64_alphabet[t[0] >> 2];
-    o[1] = (uint8_t)b64_alphabet[((t[0] & 3) << 4) | (t[1] >> 4)];
-    o[2] = (uint8_t)b64_alphabet[((t[1] & 15) << 2) | (t[2] >> 6)];
-    o[3] = (uint8_t)b64_alphabet[t[2] & 63];
+    pl_jw_lit(w, "\"");
+    pl_jw_str(w, (const uint8_t *)s, strlen(s), false);
+    pl_jw_lit(w, "\"");
 }
 
 /* Base64 (RFC 4648, standard alphabet, padded) of s[0..n), written in place. */
-static void put_b64(struct jw *w, const uint8_t *s, size_t n)
+static void put_b64(struct pl_jw *w, const uint8_t *s, size_t n)
 {
-    uint8_t t[3] = {0, 0, 0};
-    size_t q, k;
+    struct pl_jw_b64 b = {.n = 0};
 
-    while (n >= 3) {
-        q = n / 3 < JW_SMALL / 4 ? n / 3 : JW_SMALL / 4;
-        if (jw_avail(w) / 4 > q) /* fill the space in hand before asking for more */
-            q = n / 3 < jw_avail(w) / 4 ? n / 3 : jw_avail(w) / 4;
-        if (!jw_room(w, 4 * q))
-            return;
-        for (k = 0; k < q; k++, s += 3, w->p += 4)
-            b64_quad(w->p, s);
-        n -= 3 * q;
-    }
-    if (n == 0 || !jw_room(w, 4))
-        return;
-    memcpy(t, s, n);
-    b64_quad(w->p, t);
-    if (n == 1)
-        w->p[2] = '=';
-    w->p[3] = '=';
-    w->p += 4;
+    pl_jw_b64(w, &b, s, n);
+    pl_jw_b64_end(w, &b);
 }
 
 /*
  * Bytes as a JSON array body of Java bytes: "104,-1,0" (signed, -128..127, the way
  * aws-lambda-go and Lambda's JVM serializer write byte[]). At most 5 output bytes per input.
  */
-static void put_java_bytes(struct jw *w, const uint8_t *s, size_t n)
+static void put_java_bytes(struct pl_jw *w, const uint8_t *s, size_t n)
 {
     size_t i;
 
     for (i = 0; i < n; i++) {
         unsigned u = s[i] < 0x80 ? s[i] : 0x100u - s[i];
 
-        if (!jw_room(w, 5))
+        if (!pl_jw_room(w, 5))
             return;
         if (i > 0)
             *w->p++ = ',';
@@ -375,19 +115,19 @@ static void iso_ms(int64_t ms, char buf[25])
 }
 
 /* "ISO" for a record timestamp that has one in range, null otherwise (schema: timestamps). */
-static void put_record_iso(struct jw *w, const struct pl_kafka_record *r)
+static void put_record_iso(struct pl_jw *w, const struct pl_kafka_record *r)
 {
     char buf[25];
 
     if (r->timestamp_type == PL_KAFKA_TS_NOT_AVAILABLE || r->timestamp_ms < 0 ||
         r->timestamp_ms > ISO_MAX_MS) {
-        jw_lit(w, "null");
+        pl_jw_lit(w, "null");
         return;
     }
     iso_ms(r->timestamp_ms, buf);
-    jw_lit(w, "\"");
-    jw_bytes(w, buf, 24);
-    jw_lit(w, "\"");
+    pl_jw_lit(w, "\"");
+    pl_jw_bytes(w, buf, 24);
+    pl_jw_lit(w, "\"");
 }
 
 /* ---------------------------------------------------------------------------------------- */
@@ -395,29 +135,28 @@ static void put_record_iso(struct jw *w, const struct pl_kafka_record *r)
 /* ---------------------------------------------------------------------------------------- */
 
 /* The records' key, "<topic>-<partition>", as string content. */
-static void put_topic_partition(struct jw *w, const char *topic, int32_t partition)
+static void put_topic_partition(struct pl_jw *w, const char *topic, int32_t partition)
 {
-    jw_str(w, (const uint8_t *)topic, strlen(topic));
-    jw_lit(w, "-");
-    put_int(w, partition);
+    pl_jw_str(w, (const uint8_t *)topic, strlen(topic), false);
+    pl_jw_lit(w, "-");
+    pl_jw_int(w, partition);
 }
 
 /* See poller_kafka_event.h. */
 int pl_kafka_event_begin(struct evbuffer *out, const char *bootstrap_servers, const char *topic,
                          int32_t partition)
 {
-    struct jw w;
+    struct pl_jw w;
 
     if (!out || !bootstrap_servers || !topic)
         return SL_EINVAL;
-    jw_init(&w, out);
-    jw_lit(&w, "{\"eventSource\":\"SelfManagedKafka\",\"bootstrapServers\":");
+    pl_jw_init(&w, out);
+    pl_jw_lit(&w, "{\"eventSource\":\"SelfManagedKafka\",\"bootstrapServers\":");
     put_str_or_null(&w, bootstrap_servers);
-    jw_lit(&w, ",\"records\":{\"");
+    pl_jw_lit(&w, ",\"records\":{\"");
     put_topic_partition(&w, topic, partition);
-    jw_lit(&w, "\":[");
-    jw_commit(&w);
-    return w.err;
+    pl_jw_lit(&w, "\":[");
+    return pl_jw_commit(&w);
 }
 
 /* A view is valid when it is present with bytes, or empty. */
@@ -444,71 +183,70 @@ static bool record_ok(const struct pl_kafka_record *r)
     return true;
 }
 
-static void put_record(struct jw *w, const struct pl_kafka_record *r)
+static void put_record(struct pl_jw *w, const struct pl_kafka_record *r)
 {
     size_t i;
 
-    jw_lit(w, "{\"topic\":\"");
-    jw_str(w, (const uint8_t *)r->topic, strlen(r->topic));
-    jw_lit(w, "\",\"partition\":");
-    put_int(w, r->partition);
-    jw_lit(w, ",\"offset\":");
-    put_int(w, r->offset);
-    jw_lit(w, ",\"timestamp\":");
-    put_int(w, r->timestamp_type == PL_KAFKA_TS_NOT_AVAILABLE ? -1 : r->timestamp_ms);
+    pl_jw_lit(w, "{\"topic\":\"");
+    pl_jw_str(w, (const uint8_t *)r->topic, strlen(r->topic), false);
+    pl_jw_lit(w, "\",\"partition\":");
+    pl_jw_int(w, r->partition);
+    pl_jw_lit(w, ",\"offset\":");
+    pl_jw_int(w, r->offset);
+    pl_jw_lit(w, ",\"timestamp\":");
+    pl_jw_int(w, r->timestamp_type == PL_KAFKA_TS_NOT_AVAILABLE ? -1 : r->timestamp_ms);
     switch (r->timestamp_type) {
     case PL_KAFKA_TS_CREATE_TIME:
-        jw_lit(w, ",\"timestampType\":\"CREATE_TIME\"");
+        pl_jw_lit(w, ",\"timestampType\":\"CREATE_TIME\"");
         break;
     case PL_KAFKA_TS_LOG_APPEND_TIME:
-        jw_lit(w, ",\"timestampType\":\"LOG_APPEND_TIME\"");
+        pl_jw_lit(w, ",\"timestampType\":\"LOG_APPEND_TIME\"");
         break;
     default:
         /* Kafka's Java TimestampType.NO_TIMESTAMP_TYPE, what a JVM consumer sees for message
          * format v0, with its ConsumerRecord.NO_TIMESTAMP (-1) above. */
-        jw_lit(w, ",\"timestampType\":\"NO_TIMESTAMP_TYPE\"");
+        pl_jw_lit(w, ",\"timestampType\":\"NO_TIMESTAMP_TYPE\"");
         break;
     }
     if (r->key_present) {
-        jw_lit(w, ",\"key\":\"");
+        pl_jw_lit(w, ",\"key\":\"");
         put_b64(w, r->key, r->key_len);
-        jw_lit(w, "\"");
+        pl_jw_lit(w, "\"");
     }
     if (r->value_present) {
-        jw_lit(w, ",\"value\":\"");
+        pl_jw_lit(w, ",\"value\":\"");
         put_b64(w, r->value, r->value_len);
-        jw_lit(w, "\"");
+        pl_jw_lit(w, "\"");
     }
-    jw_lit(w, ",\"headers\":[");
+    pl_jw_lit(w, ",\"headers\":[");
     for (i = 0; i < r->nheaders; i++) {
         const struct pl_kafka_header *h = &r->headers[i];
 
-        jw_bytes(w, i > 0 ? ",{\"" : "{\"", i > 0 ? 3 : 2);
-        jw_str(w, (const uint8_t *)h->name, h->name_len);
+        pl_jw_bytes(w, i > 0 ? ",{\"" : "{\"", i > 0 ? 3 : 2);
+        pl_jw_str(w, (const uint8_t *)h->name, h->name_len, false);
         if (h->present) {
-            jw_lit(w, "\":[");
+            pl_jw_lit(w, "\":[");
             put_java_bytes(w, h->value, h->value_len);
-            jw_lit(w, "]}");
+            pl_jw_lit(w, "]}");
         } else {
-            jw_lit(w, "\":null}");
+            pl_jw_lit(w, "\":null}");
         }
     }
-    jw_lit(w, "]}");
+    pl_jw_lit(w, "]}");
 }
 
 /* See poller_kafka_event.h. */
 int pl_kafka_append_record(struct evbuffer *out, const struct pl_kafka_record *r, bool first)
 {
-    struct jw w;
+    struct pl_jw w;
 
     if (!out || !record_ok(r))
         return SL_EINVAL;
-    jw_init(&w, out);
+    pl_jw_init(&w, out);
     if (!first)
-        jw_lit(&w, ",");
+        pl_jw_lit(&w, ",");
     put_record(&w, r);
-    jw_commit(&w);
-    return w.err;
+    return pl_jw_commit(&w);
 }
 
 /* See poller_kafka_event.h. */
@@ -716,35 +454,35 @@ static int encode_event(const struct pl_kafka_failure *f, const struct pl_kafka_
 }
 
 /* requestContext, responseContext, version, timestamp: everything before KafkaBatchInfo. */
-static void put_contexts(struct jw *w, const struct pl_kafka_failure *f)
+static void put_contexts(struct pl_jw *w, const struct pl_kafka_failure *f)
 {
     char buf[25];
 
-    jw_lit(w, "{\"requestContext\":{\"requestId\":");
+    pl_jw_lit(w, "{\"requestContext\":{\"requestId\":");
     put_str_or_null(w, f->request_id);
-    jw_lit(w, ",\"functionArn\":");
+    pl_jw_lit(w, ",\"functionArn\":");
     put_str_or_null(w, f->function_arn);
-    jw_lit(w, ",\"condition\":");
+    pl_jw_lit(w, ",\"condition\":");
     put_str_or_null(w, f->condition);
-    jw_lit(w, ",\"approximateInvokeCount\":");
-    put_int(w, f->approximate_invoke_count);
+    pl_jw_lit(w, ",\"approximateInvokeCount\":");
+    pl_jw_int(w, f->approximate_invoke_count);
     if (f->has_response) {
-        jw_lit(w, "},\"responseContext\":{\"statusCode\":");
-        put_int(w, f->status_code);
-        jw_lit(w, ",\"executedVersion\":");
+        pl_jw_lit(w, "},\"responseContext\":{\"statusCode\":");
+        pl_jw_int(w, f->status_code);
+        pl_jw_lit(w, ",\"executedVersion\":");
         put_str_or_null(w, f->executed_version);
         if (f->function_error) {
-            jw_lit(w, ",\"functionError\":");
+            pl_jw_lit(w, ",\"functionError\":");
             put_str_or_null(w, f->function_error);
         }
-        jw_lit(w, "}");
+        pl_jw_lit(w, "}");
     } else {
-        jw_lit(w, "},\"responseContext\":null");
+        pl_jw_lit(w, "},\"responseContext\":null");
     }
     iso_ms(f->now_ms, buf);
-    jw_lit(w, ",\"version\":\"1.0\",\"timestamp\":\"");
-    jw_bytes(w, buf, 24);
-    jw_lit(w, "\"");
+    pl_jw_lit(w, ",\"version\":\"1.0\",\"timestamp\":\"");
+    pl_jw_bytes(w, buf, 24);
+    pl_jw_lit(w, "\"");
 }
 
 /*
@@ -759,7 +497,7 @@ static int failure_write(struct evbuffer *out, const struct pl_kafka_failure *f,
     const struct pl_kafka_record *r = &f->records[first], *last = &f->records[first + count - 1];
     struct evbuffer *payload = NULL, *head = NULL;
     size_t payload_len;
-    struct jw w;
+    struct pl_jw w;
     int rc;
 
     if (one || !f->payload) {
@@ -775,38 +513,37 @@ static int failure_write(struct evbuffer *out, const struct pl_kafka_failure *f,
         rc = SL_ENOMEM;
         goto out;
     }
-    jw_init(&w, head);
+    pl_jw_init(&w, head);
     put_contexts(&w, f);
-    jw_lit(&w, ",\"KafkaBatchInfo\":{\"batchSize\":");
-    put_int(&w, (int64_t)count);
-    jw_lit(&w, ",\"eventSourceArn\":");
+    pl_jw_lit(&w, ",\"KafkaBatchInfo\":{\"batchSize\":");
+    pl_jw_int(&w, (int64_t)count);
+    pl_jw_lit(&w, ",\"eventSourceArn\":");
     put_str_or_null(&w, f->event_source_arn);
-    jw_lit(&w, ",\"bootstrapServers\":");
+    pl_jw_lit(&w, ",\"bootstrapServers\":");
     put_str_or_null(&w, f->bootstrap_servers);
-    jw_lit(&w, ",\"payloadSize\":");
-    put_int(&w, (int64_t)payload_len);
+    pl_jw_lit(&w, ",\"payloadSize\":");
+    pl_jw_int(&w, (int64_t)payload_len);
     if (one) {
-        jw_lit(&w, ",\"recordInfo\":{\"offset\":\"");
-        put_int(&w, r->offset);
-        jw_lit(&w, "\",\"timestamp\":");
+        pl_jw_lit(&w, ",\"recordInfo\":{\"offset\":\"");
+        pl_jw_int(&w, r->offset);
+        pl_jw_lit(&w, "\",\"timestamp\":");
         put_record_iso(&w, r);
-        jw_lit(&w, "}");
+        pl_jw_lit(&w, "}");
     } else {
-        jw_lit(&w, ",\"recordsInfo\":{\"");
+        pl_jw_lit(&w, ",\"recordsInfo\":{\"");
         put_topic_partition(&w, r->topic, r->partition);
-        jw_lit(&w, "\":{\"firstRecordOffset\":\"");
-        put_int(&w, r->offset);
-        jw_lit(&w, "\",\"lastRecordOffset\":\"");
-        put_int(&w, last->offset);
-        jw_lit(&w, "\",\"firstRecordTimestamp\":");
+        pl_jw_lit(&w, "\":{\"firstRecordOffset\":\"");
+        pl_jw_int(&w, r->offset);
+        pl_jw_lit(&w, "\",\"lastRecordOffset\":\"");
+        pl_jw_int(&w, last->offset);
+        pl_jw_lit(&w, "\",\"firstRecordTimestamp\":");
         put_record_iso(&w, r);
-        jw_lit(&w, ",\"lastRecordTimestamp\":");
+        pl_jw_lit(&w, ",\"lastRecordTimestamp\":");
         put_record_iso(&w, last);
-        jw_lit(&w, "}}");
+        pl_jw_lit(&w, "}}");
     }
-    jw_lit(&w, "},\"payload\":");
-    jw_commit(&w);
-    rc = w.err;
+    pl_jw_lit(&w, "},\"payload\":");
+    rc = pl_jw_commit(&w);
     if (rc != 0)
         goto out;
     if (payload ? evbuffer_add_buffer(head, payload) != 0
