@@ -1,7 +1,8 @@
 /*
  * broker_store_internal.h - the embedded store's on-disk format, its pure decoders (for tests
- * and fuzzers) and its test hooks. Only broker_store.c and tests include this; other modules
- * use the br_store_* API in broker.h.
+ * and fuzzers) and its test hooks, and (under BR_STORE_IMPL) what the store's own files
+ * broker_store*.c share. Only those files and tests include this; other modules use the
+ * br_store_* API in broker.h.
  *
  * On-disk format (also in schemas/store-record.schema.json):
  *
@@ -91,5 +92,184 @@ void br_store_set_compact_threshold(br_store *st, uint64_t min_file_bytes);
  * or SL_ENOMEM.
  */
 int br_store_compact(br_store *st);
+
+#ifdef BR_STORE_IMPL
+/*
+ * Shared between the store's own files only (broker_store.c, broker_store_codec.c,
+ * broker_store_index.c, broker_store_writer.c), which define BR_STORE_IMPL before including
+ * this header; tests and fuzzers do not see it.
+ */
+#include <stdbool.h>
+#include <pthread.h>
+
+#include <event2/event.h>
+
+#define ST_COMP "store"
+#define ST_READ_CHUNK (1u << 20) /* replay and compaction I/O unit */
+
+/* ---------------------------------------------------------------------------------------- */
+/* Little-endian helpers.                                                                   */
+/* ---------------------------------------------------------------------------------------- */
+
+static inline uint32_t le32_get(const uint8_t *p)
+{
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+static inline void le32_put(uint8_t *p, uint32_t v)
+{
+    p[0] = (uint8_t)v;
+    p[1] = (uint8_t)(v >> 8);
+    p[2] = (uint8_t)(v >> 16);
+    p[3] = (uint8_t)(v >> 24);
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* The index: a chained hash table of entries, which also form a list in first-put order.   */
+/* ---------------------------------------------------------------------------------------- */
+
+struct st_job;
+
+struct st_ent {
+    struct st_ent *hnext;         /* bucket chain */
+    struct st_ent *oprev, *onext; /* first-put order */
+    struct st_job *pend;          /* queued write that holds the current value; NULL once durable */
+    uint64_t frame_off;           /* frame position in file generation `gen` (when !pend) */
+    uint32_t frame_len;           /* whole frame, header included */
+    uint32_t val_rel;             /* value offset from the frame start */
+    uint32_t val_len;
+    uint32_t gen;
+    uint64_t hash;
+    size_t klen;
+    char key[]; /* NUL-terminated */
+};
+
+struct st_index {
+    struct st_ent **buckets;
+    size_t nbuckets; /* power of two */
+    size_t count;
+    struct st_ent *first, *last;
+};
+
+/* ---------------------------------------------------------------------------------------- */
+/* Jobs and the store.                                                                      */
+/* ---------------------------------------------------------------------------------------- */
+
+enum st_job_kind { JOB_WRITE, JOB_COMPACT, JOB_CLOSE };
+
+/* A compaction's outcome, handed from the syncer to the loop. */
+struct st_moved {
+    const struct st_ent *tent; /* the syncer's entry: key, hash and new frame_off */
+    uint64_t old_off;
+};
+
+struct st_compact {
+    struct st_index ix; /* the syncer's replay of the old file; owned by this result */
+    struct st_moved *moved;
+    size_t nmoved;
+    uint32_t old_gen, new_gen;
+    int rfd; /* read descriptor on the new file, for the loop */
+    uint64_t old_size, new_size, old_records;
+    int64_t took_ms;
+};
+
+struct st_job {
+    struct st_job *next; /* queue or done-list link, under st->mu */
+    enum st_job_kind kind;
+    /* JOB_WRITE, set by the loop before queueing; the frame lives in the same allocation,
+     * after the job. frame[4..8) (the CRC) is filled by the syncer; the loop reads only the
+     * value bytes of a pending frame. */
+    uint8_t *frame;
+    uint32_t frame_len;
+    br_store_done_cb cb;
+    void *arg;
+    struct st_ent *ent; /* loop only: the entry whose pend is this job, or NULL */
+    /* Results, set by the syncer before posting. */
+    int err;
+    bool fatal;              /* JOB_COMPACT: the store failed (vs. compaction merely skipped) */
+    uint64_t frame_off;      /* JOB_WRITE */
+    uint32_t gen;            /* JOB_WRITE */
+    struct st_compact *cres; /* JOB_COMPACT, on success */
+    int fd;                  /* JOB_CLOSE */
+};
+
+struct br_store {
+    /* Set at open, read-only afterwards. */
+    struct event_base *base;
+    char *dir, *path, *cpath, *bpath;
+    int dirfd;          /* holds the flock; the syncer fsyncs it after a rename */
+    int pipe_r, pipe_w; /* syncer writes, loop reads */
+
+    /* Shared, under mu. */
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    bool mu_ok, cv_ok;
+    struct st_job *q_head, *q_tail;
+    struct st_job *d_head, *d_tail;
+    bool stop, notified;
+    uint64_t sh_fsyncs;
+
+    /* Syncer only (the loop touches them only before the thread starts or after the join). */
+    pthread_t thr;
+    bool thr_started;
+    int wfd;
+    uint64_t wpos;
+    uint32_t wgen;
+    bool wfailed;
+    uint64_t t_fsyncs;
+
+    /* Loop only. */
+    struct event *ev;
+    int rfd;
+    uint32_t rgen;
+    struct st_index idx;
+    struct st_job *x_head, *x_tail; /* taken from the done list, being dispatched */
+    uint64_t seq;
+    uint64_t file_bytes, live_bytes, nrecords; /* incl. queued writes */
+    uint64_t fsyncs, compactions, corrupt_skipped;
+    uint64_t compact_min;
+    int64_t compact_not_before_ns;
+    bool compacting, failed, closing, free_requested;
+    int busy; /* nesting depth of dispatch/scan; free is deferred while > 0 */
+};
+
+struct st_reader {
+    int fd;
+    uint64_t end; /* bytes of the file that may be read */
+    uint8_t *buf;
+    size_t cap;
+    uint64_t boff; /* file offset of buf[0] */
+    size_t blen;
+};
+
+/* broker_store_index.c */
+uint64_t br_store_st_hash(const char *key, size_t klen);
+int br_store_idx_init(struct st_index *ix);
+struct st_ent *br_store_idx_find(const struct st_index *ix, const char *key, size_t klen, uint64_t h);
+struct st_ent *br_store_ent_new(const char *key, size_t klen, uint64_t h);
+void br_store_idx_insert(struct st_index *ix, struct st_ent *e);
+void br_store_idx_remove(struct st_index *ix, struct st_ent *e);
+void br_store_idx_clear(struct st_index *ix);
+int br_store_idx_apply(struct st_index *ix, const struct br_store_record *rec, uint64_t off, uint32_t flen,
+              uint32_t gen, uint64_t *live_bytes);
+
+/* broker_store.c: file helpers (any thread), the frame reader, and the store's release. */
+int br_store_pread_full(int fd, void *buf, size_t len, uint64_t off);
+int br_store_pwrite_full(int fd, const void *buf, size_t len, uint64_t off);
+int br_store_fsync_retry(int fd, bool data_only);
+int br_store_reader_next(struct st_reader *r, uint64_t off, struct br_store_record *rec, uint32_t *flen,
+                const uint8_t **frame, const char **why, bool *torn);
+void br_store_reader_free(struct st_reader *r);
+void br_store_st_destroy(br_store *st);
+
+/* broker_store_writer.c: the syncer thread's entry point, and the loop side of the queue. */
+void *br_store_sy_main(void *arg);
+void br_store_st_enqueue(br_store *st, struct st_job *j);
+int br_store_st_start_compaction(br_store *st);
+void br_store_st_maybe_compact(br_store *st);
+void br_store_st_leave(br_store *st);
+void br_store_st_dispatch(br_store *st);
+void br_store_st_on_notify(evutil_socket_t fd, short what, void *arg);
+#endif /* BR_STORE_IMPL */
 
 #endif

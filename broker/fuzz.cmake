@@ -74,9 +74,12 @@ set(SL_BROKER_DIR ${CMAKE_CURRENT_LIST_DIR})
 sl_broker_fuzzer(fuzz_config
   SOURCES ${SL_BROKER_DIR}/broker_config_fuzz.c ${SL_BROKER_DIR}/broker_config.c
   LIBS sluice_pollers sluice_invoker sluice_broker_base PkgConfig::YAML PkgConfig::JANSSON)
-# broker_store.c's own copy wins over the one in sluice_broker_base (which then stays unlinked).
+# The store's own copies (broker_store*.c) win over the ones in sluice_broker_base (which then
+# stay unlinked).
 sl_broker_fuzzer(fuzz_store
   SOURCES ${SL_BROKER_DIR}/broker_store_fuzz.c ${SL_BROKER_DIR}/broker_store.c
+          ${SL_BROKER_DIR}/broker_store_codec.c ${SL_BROKER_DIR}/broker_store_index.c
+          ${SL_BROKER_DIR}/broker_store_writer.c
   LIBS sluice_broker_base PkgConfig::MSGPACK PkgConfig::LIBEVENT Threads::Threads)
 
 # The tests are added once the whole project is read (runtime-fuzz is defined later, in
