@@ -323,82 +323,12 @@ static int parse_args(int argc, char **argv, struct dlq_opts *o)
 /* UTF-8 and JSON for `list --json` (the replay event is pollers' pl_sqs_append_record)     */
 /* ---------------------------------------------------------------------------------------- */
 
-static const uint8_t utf8_fffd[3] = {0xEF, 0xBF, 0xBD};
-
-/* Is the sequence at s[0] (>= 0x80, n >= 1 bytes) well-formed? *len: its length, or the length
- * of its maximal ill-formed subpart. */
-static bool utf8_seq(const uint8_t *s, size_t n, size_t *len)
-{
-    uint8_t c = s[0], lo = 0x80, hi = 0xBF;
-    size_t need, i;
-
-    if (c >= 0xC2 && c <= 0xDF) {
-        need = 1;
-    } else if (c >= 0xE0 && c <= 0xEF) {
-        need = 2;
-        if (c == 0xE0)
-            lo = 0xA0;
-        else if (c == 0xED)
-            hi = 0x9F;
-    } else if (c >= 0xF0 && c <= 0xF4) {
-        need = 3;
-        if (c == 0xF0)
-            lo = 0x90;
-        else if (c == 0xF4)
-            hi = 0x8F;
-    } else {
-        *len = 1;
-        return false;
-    }
-    for (i = 1; i <= need; i++) {
-        if (i >= n || s[i] < lo || s[i] > hi) {
-            *len = i;
-            return false;
-        }
-        lo = 0x80;
-        hi = 0xBF;
-    }
-    *len = need + 1;
-    return true;
-}
-
-/* A malloc'd copy of s[0..n) with ill-formed subparts replaced (*outlen bytes, NUL after);
- * NULL when out of memory or too long. */
-static char *utf8_repaired(const void *p, size_t n, size_t *outlen)
-{
-    const uint8_t *s = p;
-    size_t i = 0, o = 0, k;
-    uint8_t *out;
-
-    if (n > (SIZE_MAX - 1) / 3)
-        return NULL;
-    out = malloc(3 * n + 1);
-    if (!out)
-        return NULL;
-    while (i < n) {
-        if (s[i] < 0x80) {
-            out[o++] = s[i++];
-        } else if (utf8_seq(s + i, n - i, &k)) {
-            memcpy(out + o, s + i, k);
-            o += k;
-            i += k;
-        } else {
-            memcpy(out + o, utf8_fffd, 3);
-            o += 3;
-            i += k;
-        }
-    }
-    out[o] = '\0';
-    *outlen = o;
-    return (char *)out;
-}
-
 /* A JSON string of the bytes s[0..n), each ill-formed subpart made U+FFFD (pollers' rule):
  * jansson takes only UTF-8 and repairs nothing. NULL: out of memory. */
 static json_t *jstr(const char *s, size_t n)
 {
     size_t fl;
-    char *fixed = utf8_repaired(s, n, &fl);
+    char *fixed = pl_utf8_repaired(s, n, &fl);
     json_t *j = fixed ? json_stringn(fixed, fl) : NULL;
 
     free(fixed);
@@ -853,7 +783,7 @@ static int list_json(struct dlq_run *r, const struct dlq_letter *l)
         if (!is_str(k) || !is_str(v) || is_sluice(k))
             continue;
         /* Keys go through the repair too: jansson wants UTF-8 keys. The last one wins. */
-        key = utf8_repaired(k->str, (size_t)k->len, &kl);
+        key = pl_utf8_repaired(k->str, (size_t)k->len, &kl);
         ok = key && json_object_setn_new(f, key, kl, jstr(v->str, (size_t)v->len)) == 0;
         free(key);
     }

@@ -18,6 +18,8 @@
  * test_sqs_event.c and tests/unit/test_kafka_event.c, which parse every output back with
  * jansson, and fuzzed through poller_sqs_fuzz.c.
  */
+#include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <event2/buffer.h>
@@ -402,4 +404,17 @@ void pl_jw_b64_end(struct pl_jw *w, struct pl_jw_b64 *b)
     w->p[3] = '=';
     w->p += 4;
     b->n = 0;
+}
+
+char *pl_utf8_repaired(const void *p, size_t n, size_t *outlen)
+{
+    if (n > (SIZE_MAX - 1) / 3)
+        return NULL;
+    uint8_t *out = malloc(3 * n + 1);
+    if (!out)
+        return NULL;
+    size_t o = pl_jw_utf8_repair(p, n, out);
+    out[o] = '\0';
+    *outlen = o;
+    return (char *)out;
 }

@@ -52,6 +52,13 @@ int pl_mapping_validate(const struct pl_mapping_config *mc, char *err, size_t er
 /* Writes the mapping's UUID derived from function name and source (stable across restarts). */
 void pl_mapping_derive_uuid(const char *function_name, const char *arn, char out[37]);
 
+/*
+ * A malloc'd copy of p[0..n) with each maximal ill-formed UTF-8 subpart replaced by U+FFFD (the
+ * rule every encoder of the pollers applies), NUL-terminated; its length in *outlen. NULL when
+ * out of memory or n is absurd. For callers that feed text to jansson, which takes only UTF-8.
+ */
+char *pl_utf8_repaired(const void *p, size_t n, size_t *outlen);
+
 /* ---------------------------------------------------------------------------------------- */
 /* The set of running mappings.                                                             */
 /* ---------------------------------------------------------------------------------------- */
