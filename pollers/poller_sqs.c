@@ -228,7 +228,6 @@ static size_t put_attributes(struct pl_jw *w, EVP_MD_CTX *md, const EVP_MD *alg,
     size_t k, count = 0;
 
     pl_jw_lit(w, ",\"messageAttributes\":{");
-    md_begin(w, md, alg);
     for (k = 0; k < e->nfields && !w->err; k++) {
         const struct sqs_field *a = &f[k];
         const uint8_t *v = (const uint8_t *)e->values[a->idx];
@@ -240,6 +239,8 @@ static size_t put_attributes(struct pl_jw *w, EVP_MD_CTX *md, const EVP_MD *alg,
         bin = !pl_jw_utf8_valid(v, vlen);
         if (count++ > 0)
             pl_jw_lit(w, ",");
+        else
+            md_begin(w, md, alg); /* no digest at all for records without attributes */
         pl_jw_lit(w, "\"");
         pl_jw_str(w, a->name, a->nlen, false); /* valid UTF-8 by now: escaping only */
         if (bin) {
