@@ -651,96 +651,6 @@ static void fields_summary(const struct dlq_letter *l, char *out, size_t outsz)
     }
 }
 
-static int hexval(char ch)
-{
-    if (ch >= '0' && ch <= '9')
-        return ch - '0';
-    if (ch >= 'a' && ch <= 'f')
-        return ch - 'a' + 10;
-    if (ch >= 'A' && ch <= 'F')
-        return ch - 'A' + 10;
-    return -1;
-}
-
-/* Undoes sl_log_escape (\\ \" \n \xHH), which is how the mapping stores the last error. */
-static void log_unescape(const char *s, size_t n, char *out, size_t outsz)
-{
-    size_t i = 0, o = 0;
-
-    while (i < n && o + 1 < outsz) {
-        if (s[i] == '\\' && i + 1 < n) {
-            char c = s[i + 1];
-            if (c == 'x' && i + 3 < n && hexval(s[i + 2]) >= 0 && hexval(s[i + 3]) >= 0) {
-                out[o++] = (char)(hexval(s[i + 2]) * 16 + hexval(s[i + 3]));
-                i += 4;
-                continue;
-            }
-            out[o++] = c == 'n' ? '\n' : c;
-            i += 2;
-            continue;
-        }
-        out[o++] = s[i++];
-    }
-    out[o] = '\0';
-}
-
-/*
- * The string value of "key": "..." in text, which is JSON but may be cut short (the mapping
- * keeps the first 120 bytes), into out. False when the key is not there.
- */
-static bool json_string_in(const char *text, const char *key, char *out, size_t outsz)
-{
-    char pat[64];
-    const char *p;
-    size_t o = 0;
-
-    snprintf(pat, sizeof(pat), "\"%s\"", key);
-    p = strstr(text, pat);
-    if (!p)
-        return false;
-    p += strlen(pat);
-    p += strspn(p, " \t");
-    if (*p++ != ':')
-        return false;
-    p += strspn(p, " \t");
-    if (*p++ != '"')
-        return false;
-    while (*p && *p != '"' && o + 1 < outsz) {
-        if (*p == '\\' && p[1]) {
-            p++;
-            out[o++] = *p == 'n' || *p == 't' || *p == 'r' ? ' ' : *p;
-            p++;
-            continue;
-        }
-        out[o++] = *p++;
-    }
-    out[o] = '\0';
-    return true;
-}
-
-/*
- * The last error for the table. A function error is kept as "Unhandled: " plus the function's
- * error JSON, escaped and cut short; it is shown as "Unhandled: Error: always fails".
- * Anything else is shown escaped as it is.
- */
-static const char *error_shown(const redisReply *v, char *buf, size_t bufsz)
-{
-    char plain[512], type[96], msg[256], text[600];
-    const char *brace;
-
-    if (!v)
-        return "-";
-    log_unescape(v->str, (size_t)v->len, plain, sizeof(plain));
-    brace = strchr(plain, '{');
-    if (!brace || !json_string_in(brace, "errorMessage", msg, sizeof(msg)))
-        return shown(v, buf, bufsz);
-    if (!json_string_in(brace, "errorType", type, sizeof(type)))
-        type[0] = '\0';
-    snprintf(text, sizeof(text), "%.*s%s%s%s", (int)(brace - plain), plain, type,
-             type[0] ? ": " : "", msg);
-    return sl_log_escape(text, strlen(text), buf, bufsz);
-}
-
 static int list_table(struct dlq_run *r, const struct dlq_letter *l)
 {
     char src[72], sid[40], rcv[24], err[48], fields[240];
@@ -757,7 +667,7 @@ static int list_table(struct dlq_run *r, const struct dlq_letter *l)
         snprintf(rcv, sizeof(rcv), "-");
     fields_summary(l, fields, sizeof(fields));
     printf("%-21s %-16s %-21s %8s  %-40s %s\n", l->id, shown(l->source_stream, src, sizeof(src)),
-           shown(l->source_id, sid, sizeof(sid)), rcv, error_shown(l->last_error, err, sizeof(err)),
+           shown(l->source_id, sid, sizeof(sid)), rcv, shown(l->last_error, err, sizeof(err)),
            fields);
     r->done++;
     return 0;

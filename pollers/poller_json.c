@@ -23,6 +23,7 @@
 #include <string.h>
 
 #include <event2/buffer.h>
+#include <jansson.h>
 #include <openssl/evp.h>
 
 #include "broker/broker.h"
@@ -417,4 +418,36 @@ char *pl_utf8_repaired(const void *p, size_t n, size_t *outlen)
     out[o] = '\0';
     *outlen = o;
     return (char *)out;
+}
+
+int pl_batch_failures(const uint8_t *body, size_t len, json_t **root, json_t **list)
+{
+    json_error_t jerr;
+    size_t i = 0;
+
+    *root = NULL;
+    *list = NULL;
+    while (i < len && (body[i] == ' ' || body[i] == '\t' || body[i] == '\n' || body[i] == '\r'))
+        i++;
+    if (i == len)
+        return 0;
+    json_t *r = json_loadb((const char *)body, len, JSON_DECODE_ANY | JSON_ALLOW_NUL, &jerr);
+    if (!r)
+        return json_error_code(&jerr) == json_error_out_of_memory ? SL_ENOMEM : SL_EPROTO;
+    if (json_is_null(r)) {
+        json_decref(r);
+        return 0;
+    }
+    json_t *l = json_is_object(r) ? json_object_get(r, "batchItemFailures") : NULL;
+    if (!json_is_object(r) || (l && !json_is_null(l) && !json_is_array(l))) {
+        json_decref(r);
+        return SL_EPROTO;
+    }
+    if (!l || json_is_null(l) || json_array_size(l) == 0) {
+        json_decref(r);
+        return 0;
+    }
+    *root = r;
+    *list = l;
+    return 0;
 }

@@ -101,4 +101,17 @@ bool pl_jw_utf8_valid(const uint8_t *s, size_t n);
  * replaced by U+FFFD, as pl_jw_str does. Returns the length written. */
 size_t pl_jw_utf8_repair(const uint8_t *s, size_t n, uint8_t *out);
 
+/*
+ * The envelope every partial batch response shares (lambda-spec 2.6), whatever the source:
+ * an empty or blank body, JSON null, an object without batchItemFailures, or batchItemFailures
+ * null or [] all mean "every record succeeded": returns 0 with *list NULL. batchItemFailures
+ * as a non-empty array: returns 0 with *list borrowed from *root (the caller json_decrefs
+ * *root). Anything else (not JSON, a top level that is neither an object nor null,
+ * batchItemFailures of another type): SL_EPROTO; SL_ENOMEM. On error *root and *list are NULL.
+ * The items themselves are the source's to read (their itemIdentifier shapes differ).
+ */
+struct json_t;
+int pl_batch_failures(const uint8_t *body, size_t len, struct json_t **root,
+                      struct json_t **list);
+
 #endif

@@ -261,16 +261,6 @@ int pl_kafka_event_end(struct evbuffer *out)
 /* Partial batch responses                                                                  */
 /* ---------------------------------------------------------------------------------------- */
 
-static bool json_blank(const uint8_t *s, size_t n)
-{
-    size_t i;
-
-    for (i = 0; i < n; i++)
-        if (s[i] != ' ' && s[i] != '\t' && s[i] != '\n' && s[i] != '\r')
-            return false;
-    return true;
-}
-
 /* An offset as a JSON integer or a string of 1..19 decimal digits. False when malformed. */
 static bool offset_of(const json_t *j, int64_t *v)
 {
@@ -320,7 +310,6 @@ int pl_kafka_parse_batch_response(const uint8_t *body, size_t len, const char *t
                                   size_t *lowest_failed)
 {
     json_t *root = NULL, *list, *item;
-    json_error_t jerr;
     char part[16], *tp = NULL;
     size_t i, tlen, tplen, lowest = n;
     int rc = 0, k;
@@ -335,27 +324,8 @@ int pl_kafka_parse_batch_response(const uint8_t *body, size_t len, const char *t
             goto out;
         }
     }
-    if (len == 0 || json_blank(body, len))
-        goto out;
-    root = json_loadb((const char *)body, len, JSON_DECODE_ANY | JSON_ALLOW_NUL, &jerr);
-    if (!root) {
-        rc = json_error_code(&jerr) == json_error_out_of_memory ? SL_ENOMEM : SL_EPROTO;
-        goto out;
-    }
-    if (json_is_null(root))
-        goto out;
-    if (!json_is_object(root)) {
-        rc = SL_EPROTO;
-        goto out;
-    }
-    list = json_object_get(root, "batchItemFailures");
-    if (!list || json_is_null(list))
-        goto out;
-    if (!json_is_array(list)) {
-        rc = SL_EPROTO;
-        goto out;
-    }
-    if (json_array_size(list) == 0)
+    rc = pl_batch_failures(body, len, &root, &list);
+    if (rc || !list)
         goto out;
 
     /* "<topic>-<partition>", to compare bytes with. */

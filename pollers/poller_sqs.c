@@ -448,16 +448,6 @@ static bool mark_scan(const char *const *ids, size_t n, const char *s, size_t le
     return found;
 }
 
-static bool json_blank(const uint8_t *s, size_t n)
-{
-    size_t i;
-
-    for (i = 0; i < n; i++)
-        if (s[i] != ' ' && s[i] != '\t' && s[i] != '\n' && s[i] != '\r')
-            return false;
-    return true;
-}
-
 /*
  * Reads a function's response under ReportBatchItemFailures for an SQS-shaped batch of n
  * records whose messageIds are ids[0..n) (NUL-terminated, borrowed for the call). Lambda's
@@ -481,32 +471,14 @@ int pl_sqs_parse_batch_response(const uint8_t *body, size_t len, const char *con
 {
     struct sqs_id *sorted = NULL;
     json_t *root = NULL, *list, *item, *ident;
-    json_error_t jerr;
     size_t i, m;
-    int rc = 0;
+    int rc;
 
     for (i = 0; i < n; i++)
         failed[i] = false;
-    if (len == 0 || json_blank(body, len))
-        return 0;
-    root = json_loadb((const char *)body, len, JSON_DECODE_ANY | JSON_ALLOW_NUL, &jerr);
-    if (!root) {
-        rc = json_error_code(&jerr) == json_error_out_of_memory ? SL_ENOMEM : SL_EPROTO;
+    rc = pl_batch_failures(body, len, &root, &list);
+    if (rc || !list)
         goto out;
-    }
-    if (json_is_null(root))
-        goto out;
-    if (!json_is_object(root)) {
-        rc = SL_EPROTO;
-        goto out;
-    }
-    list = json_object_get(root, "batchItemFailures");
-    if (!list || json_is_null(list))
-        goto out;
-    if (!json_is_array(list)) {
-        rc = SL_EPROTO;
-        goto out;
-    }
     m = json_array_size(list);
     if (m > SQS_SCAN_MAX && n > 0) {
         sorted = malloc(n * sizeof(*sorted));
